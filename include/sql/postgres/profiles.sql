@@ -1,0 +1,1 @@
+SELECT customer_id, region FROM profiles ORDER BY customer_id

@@ -1,0 +1,159 @@
+"""I/O on one customer's label table: schema, range delete, mutations. Identifiers validated, values bound."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from label_backfill import sql
+from label_backfill.naming import DayRange, validate_customer_id, validate_identifier
+from label_backfill.settings import LABEL_TABLE
+
+log = logging.getLogger(__name__)
+
+
+class MutationState(enum.StrEnum):
+    DONE = "done"
+    PENDING = "pending"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class MutationCheck:
+    state: MutationState
+    reason: str = ""
+    pending: tuple[str, ...] = ()
+
+
+class MutationFailed(RuntimeError):
+    """A mutation our delete depends on failed; ClickHouse's ``latest_fail_reason`` is in the message."""
+
+
+class MutationTimeout(TimeoutError):
+    pass
+
+
+def check_mutations(rows: Iterable[dict[str, Any]], watched: Iterable[tuple[str, str]]) -> MutationCheck:
+    """Decide whether the watched ``(host, mutation_id)`` mutations are done, pending or failed.
+
+    Pure: shared by the sensor, its trigger and the in-task wait. ``rows`` are ``mutations.sql`` rows of
+    every replica. A watched mutation also fails when an earlier unfinished mutation on the same host has
+    failed, because mutations run in order and ours can never finish behind it.
+    """
+    rows = list(rows)
+    by_key = {(r["host"], r["mutation_id"]): r for r in rows}
+    pending = []
+    for host, mutation_id in watched:
+        row = by_key.get((host, mutation_id))
+        if row is None or row["is_done"]:
+            continue  # a finished mutation may already be trimmed from system.mutations
+        blockers = [
+            r
+            for r in rows
+            if r["host"] == host
+            and not r["is_done"]
+            and r["latest_fail_reason"]
+            and r["create_time"] <= row["create_time"]
+        ]
+        if blockers:
+            first = min(blockers, key=lambda r: (r["create_time"], r["mutation_id"]))
+            return MutationCheck(
+                MutationState.FAILED,
+                reason=f"mutation {first['mutation_id']} on {host} ({first['command']}) failed: "
+                f"{first['latest_fail_reason']}",
+            )
+        pending.append(f"{host}:{mutation_id} ({row['parts_to_do']} parts to do)")
+    if pending:
+        return MutationCheck(MutationState.PENDING, pending=tuple(pending))
+    return MutationCheck(MutationState.DONE)
+
+
+class LabelTable:
+    """One customer's ``conversation_with_labels``, single node or cluster.
+
+    :param client: a clickhouse-connect client (``ClickHouseHook.get_client()``).
+    :param database: the customer's database.
+    :param cluster: cluster name (``ON CLUSTER``, ``clusterAllReplicas``, reads via ``_d``), or None.
+    """
+
+    def __init__(self, client: Any, database: str, cluster: str | None = None) -> None:
+        self.client = client
+        self.database = validate_identifier(database, "database")
+        self.cluster = validate_identifier(cluster, "cluster") if cluster else None
+
+    @property
+    def read_table(self) -> str:
+        return f"{LABEL_TABLE}_d" if self.cluster else LABEL_TABLE
+
+    def create(self, *, dedup_window: int | None = None) -> None:
+        """Create the database and table(s) if absent (``dedup_window``: single-node hazard reproduction)."""
+        on_cluster = sql.on_cluster(self.cluster)
+        self.client.command(sql.clickhouse("create_database", database=self.database, on_cluster=on_cluster))
+        if self.cluster:
+            for name in ("create_table_replicated", "create_table_distributed"):
+                self.client.command(sql.clickhouse(name, database=self.database, cluster=self.cluster))
+            return
+        settings = (
+            f"SETTINGS non_replicated_deduplication_window = {int(dedup_window)}" if dedup_window else ""
+        )
+        self.client.command(
+            sql.clickhouse("create_table_single", database=self.database, table_settings=settings)
+        )
+
+    def exists(self) -> bool:
+        rows = self.client.query(
+            "SELECT count() FROM system.tables WHERE database = {database:String} AND name = {table:String}",
+            parameters={"database": self.database, "table": self.read_table},
+        ).result_rows
+        return bool(rows and rows[0][0])
+
+    def row_count(self, customer: str, days: DayRange) -> int:
+        text = sql.clickhouse("range_row_count", database=self.database, table=self.read_table)
+        params = {"customer_id": validate_customer_id(customer), "start": days.start, "end": days.end}
+        return int(self.client.query(text, parameters=params).result_rows[0][0])
+
+    def delete_sql(self) -> str:
+        return sql.clickhouse("delete_range", database=self.database, on_cluster=sql.on_cluster(self.cluster))
+
+    def mutations_sql(self) -> str:
+        return sql.clickhouse("mutations", mutations_source=sql.mutations_source(self.cluster))
+
+    def mutations(self) -> list[dict[str, Any]]:
+        result = self.client.query(self.mutations_sql(), parameters={"database": self.database})
+        return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+    def delete_range(self, customer: str, days: DayRange) -> list[tuple[str, str]]:
+        """Start the delete of the customer's rows starting in ``days``; return the mutations it created.
+
+        The mutation runs asynchronously (``mutations_sync = 0``): wait with the sensor or ``wait``.
+        """
+        before = {(r["host"], r["mutation_id"]) for r in self.mutations()}
+        params = {"customer_id": validate_customer_id(customer), "start": days.start, "end": days.end}
+        self.client.command(self.delete_sql(), parameters=params, settings={"mutations_sync": 0})
+        created = sorted({(r["host"], r["mutation_id"]) for r in self.mutations()} - before)
+        log.info("delete of %s %s in %s started mutations %s", customer, days, self.database, created)
+        return created
+
+    def wait(self, watched: list[tuple[str, str]], *, timeout: float, poll: float = 0.2) -> None:
+        """Block until the watched mutations are done; raise ``MutationFailed`` / ``MutationTimeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            check = check_mutations(self.mutations(), watched)
+            if check.state is MutationState.DONE:
+                return
+            if check.state is MutationState.FAILED:
+                raise MutationFailed(check.reason)
+            if time.monotonic() > deadline:
+                raise MutationTimeout(
+                    f"mutations still running after {timeout:.0f} s: {', '.join(check.pending)}"
+                )
+            time.sleep(poll)
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

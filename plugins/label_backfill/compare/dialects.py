@@ -1,0 +1,167 @@
+"""One class per engine, each pushing the same computation down into its own SQL (include/sql/<engine>/).
+
+Both sides fingerprint a conversation as the first 60 bits of md5('id|agent|usecase|source|start_ms|end_ms')
+read as an integer, and sum fingerprints per UTC start day: equal sums (with equal counts) mean equal days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from label_backfill import sql
+from label_backfill.naming import DayRange, validate_customer_id, validate_identifier
+
+
+@dataclass(frozen=True)
+class DaySummary:
+    """Aggregates of one day on one side (Postgres fills rows = distinct = eligible, duplicates = 0)."""
+
+    rows: int
+    distinct: int
+    duplicates: int
+    checksum: int
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    conversation_id: str
+    day: dt.date
+    fingerprint: int
+
+
+def _bounds(days: DayRange) -> dict[str, dt.datetime]:
+    return {"start": days.start, "end": days.end}
+
+
+class PostgresSide:
+    """The source of truth: eligible conversations, read through a DB-API connection."""
+
+    name = "postgres"
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def _fetch(self, query: str, params: dict[str, Any]) -> list[tuple]:
+        with self.connection.cursor() as cur:
+            cur.execute(query, params)
+            rows = cur.fetchall()
+        self.connection.rollback()  # read-only: never leave a transaction open on the source
+        return rows
+
+    def region(self, customer: str) -> str | None:
+        """The customer's profile region, or None when there is no such profile."""
+        rows = self._fetch(sql.postgres("profile"), {"customer_id": validate_customer_id(customer)})
+        return rows[0][1] if rows else None
+
+    def customers(self) -> list[tuple[str, str]]:
+        return [(c, r) for c, r in self._fetch(sql.postgres("profiles"), {})]
+
+    def day_summaries(self, customer: str, days: DayRange) -> dict[dt.date, DaySummary]:
+        params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
+        return {
+            day: DaySummary(rows=n, distinct=n, duplicates=0, checksum=int(checksum))
+            for day, n, checksum in self._fetch(sql.postgres("eligible_day_summary"), params)
+        }
+
+    def fingerprints(self, customer: str, days: DayRange) -> list[Fingerprint]:
+        params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
+        return [
+            Fingerprint(i, d, int(f))
+            for i, d, f in self._fetch(sql.postgres("eligible_fingerprints"), params)
+        ]
+
+    def usecases(self, customer: str, days: DayRange) -> dict[str, int]:
+        params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
+        return dict(self._fetch(sql.postgres("usecase_distribution"), params))
+
+    def labels(self, customer: str, conversation_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        params = {"customer_id": validate_customer_id(customer), "conversation_ids": list(conversation_ids)}
+        out = {}
+        for cid, agent, usecase, source, started, ended, eligible, dev in self._fetch(
+            sql.postgres("conversation_labels"), params
+        ):
+            out[cid] = {
+                "agent_user_id": agent,
+                "usecase_id": usecase,
+                "source": source,
+                "conversation_start_time": _iso(started),
+                "conversation_end_time": _iso(ended),
+                "eligible": bool(eligible),
+                "agent_is_dev_user": bool(dev),
+            }
+        return out
+
+
+class ClickHouseSide:
+    """One customer's label table, read through a clickhouse-connect client.
+
+    :param client: clickhouse-connect client (``ClickHouseHook.get_client()`` or the embedded engine).
+    :param database: the customer's database (validated identifier).
+    :param table: ``conversation_with_labels`` on a single node, ``conversation_with_labels_d`` on a cluster.
+    """
+
+    name = "clickhouse"
+
+    def __init__(self, client: Any, database: str, table: str = "conversation_with_labels") -> None:
+        self.client = client
+        self.database = validate_identifier(database, "database")
+        self.table = validate_identifier(table, "table")
+
+    def _query(self, name: str, params: dict[str, Any]) -> list[tuple]:
+        text = sql.clickhouse(name, database=self.database, table=self.table)
+        return self.client.query(text, parameters=params).result_rows
+
+    def exists(self) -> bool:
+        rows = self.client.query(
+            "SELECT count() FROM system.tables WHERE database = {database:String} AND name = {table:String}",
+            parameters={"database": self.database, "table": self.table},
+        ).result_rows
+        return bool(rows and rows[0][0])
+
+    def day_summaries(self, customer: str, days: DayRange) -> dict[dt.date, DaySummary]:
+        params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
+        return {
+            day: DaySummary(rows=rows, distinct=distinct, duplicates=dups, checksum=int(checksum))
+            for day, rows, distinct, dups, checksum in self._query("day_summary", params)
+        }
+
+    def fingerprints(self, customer: str, days: DayRange) -> list[Fingerprint]:
+        params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
+        return [Fingerprint(i, d, int(f)) for i, d, f in self._query("fingerprints", params)]
+
+    def usecases(self, customer: str, days: DayRange) -> dict[str, int]:
+        params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
+        return dict(self._query("usecase_distribution", params))
+
+    def row_count(self, customer: str, days: DayRange) -> int:
+        params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
+        return int(self._query("range_row_count", params)[0][0])
+
+    def labels(self, customer: str, conversation_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        params = {"customer_id": validate_customer_id(customer), "conversation_ids": list(conversation_ids)}
+        out: dict[str, list[dict[str, Any]]] = {}
+        for cid, agent, usecase, source, started, ended, labeled in self._query(
+            "conversation_labels", params
+        ):
+            out.setdefault(cid, []).append(
+                {
+                    "agent_user_id": agent,
+                    "usecase_id": usecase,
+                    "source": source,
+                    "conversation_start_time": _iso(started),
+                    "conversation_end_time": _iso(ended),
+                    "labeled_at": _iso(labeled),
+                }
+            )
+        return out
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # ClickHouse hands back naive UTC
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

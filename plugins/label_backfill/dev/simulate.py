@@ -1,0 +1,275 @@
+"""Simulate the production incident on real Postgres and ClickHouse, deterministically for a seed.
+
+1. Create profiles, users and conversations (``small``: 3 customers x 14 days x 2,500 a day;
+   ``alaska``: one customer, 1.5M conversations over 2026-01-01..2026-02-18).
+2. Label them with the reference job in watermark mode, one run per day, as the cron would.
+3. Apply what happened in production afterwards: agent re-assignments, ``reservations-chat`` ->
+   ``reservations`` reclassification, agents flagged as dev users, ``ended_at`` set back to null, source
+   changes, conversations that were still open when labeled and ended later.
+4. Re-run one day in range mode without deleting first (the seeds' 73% duplicate test).
+
+``python -m label_backfill.dev.simulate --scale small --seed 7`` (flags default to the embedded stack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from label_conversations.job import JobConfig, run
+from pyarrow import csv as pa_csv
+
+from label_backfill.clickhouse import LabelTable
+from label_backfill.naming import DayRange, database_name, utc_midnight
+
+USECASES = ["reservations", "reservations-chat", "customer-care", "cargo", "central-baggage", "chat", "cco"]
+USECASE_WEIGHTS = [0.56, 0.27, 0.102, 0.027, 0.022, 0.012, 0.007]
+SOURCES = ["voice", "chat", "email"]
+SOURCE_WEIGHTS = [0.62, 0.33, 0.05]
+
+
+@dataclass(frozen=True)
+class Scale:
+    customers: tuple[tuple[str, str], ...]
+    days: DayRange
+    per_day: int
+    agents: int
+
+
+SCALES = {
+    "small": Scale(
+        (("alaska-air", "us-east-1"), ("horizon-air", "us-west-2"), ("sun-country", "us-east-1")),
+        DayRange(dt.date(2026, 2, 1), dt.date(2026, 2, 14)),
+        2_500,
+        120,
+    ),
+    "alaska": Scale(
+        (("alaska-air", "us-east-1"),), DayRange(dt.date(2026, 1, 1), dt.date(2026, 2, 18)), 30_612, 1_500
+    ),
+}
+
+
+@dataclass
+class Incident:
+    scale: str
+    seed: int
+    customers: list[str]
+    days: DayRange
+    conversations: int = 0
+    labeled_rows: int = 0
+    changes: dict[str, int] = field(default_factory=dict)
+    rerun_day: dt.date | None = None
+    rerun_rows: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        lines = [
+            f"simulated incident: scale={self.scale} seed={self.seed} customers={','.join(self.customers)} "
+            f"days={self.days}",
+            f"  conversations created: {self.conversations:,}; labeled by the cron (watermark mode): "
+            f"{self.labeled_rows:,} rows",
+        ]
+        lines += [f"  {name}: {n:,}" for name, n in self.changes.items()]
+        lines.append(
+            f"  re-ran {self.rerun_day} in range mode WITHOUT delete: {self.rerun_rows:,} rows written again"
+        )
+        lines.append("  timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.seconds.items()))
+        return "\n".join(lines)
+
+
+def _conversations(customer: str, scale: Scale, rng: np.random.Generator) -> pa.Table:
+    n_days = len(scale.days)
+    n = scale.per_day * n_days
+    day0 = int(utc_midnight(scale.days.first).timestamp() * 1000)
+    # Busier mid-day, a sprinkle at 23:5x so some conversations cross midnight (start-day rule).
+    day_index = np.repeat(np.arange(n_days, dtype=np.int64), scale.per_day)
+    offset = np.clip(rng.normal(14 * 3600_000, 4 * 3600_000, n), 0, 86_399_999).astype(np.int64)
+    offset[rng.random(n) < 0.003] = 86_100_000 + rng.integers(0, 299_000, 1)[0]
+    start = day0 + day_index * 86_400_000 + offset
+    end = start + rng.integers(60_000, 3_600_000, n)
+    still_open = rng.random(n) < 0.01
+    ids = [f"{customer}-c{i:08d}" for i in range(n)]
+    agents = rng.integers(0, scale.agents, n)
+    return pa.table(
+        {
+            "conversation_id": ids,
+            "customer_id": pa.array([customer] * n),
+            "agent_user_id": [f"{customer}-agent-{a:05d}" for a in agents],
+            "usecase_id": np.array(USECASES)[rng.choice(len(USECASES), n, p=USECASE_WEIGHTS)],
+            "source": np.array(SOURCES)[rng.choice(len(SOURCES), n, p=SOURCE_WEIGHTS)],
+            "started_at": pa.array(start).cast(pa.timestamp("ms", tz="UTC")),
+            "ended_at": pa.array(end, mask=still_open).cast(pa.timestamp("ms", tz="UTC")),
+        }
+    )
+
+
+def _copy_in(pg: Any, table: str, data: pa.Table) -> None:
+    buf = io.BytesIO()
+    pa_csv.write_csv(data, buf, pa_csv.WriteOptions(include_header=False))
+    with (
+        pg.cursor() as cur,
+        cur.copy(f"COPY {table} ({', '.join(data.column_names)}) FROM STDIN (FORMAT CSV)") as cp,
+    ):
+        cp.write(buf.getvalue())
+
+
+def _pick(column: str, seed: int, salt: str, per_mille: int) -> str:
+    """A deterministic, seed-dependent SQL predicate selecting ~per_mille/1000 of the rows."""
+    return (
+        f"(('x' || substr(md5({column} || ':{seed}:{salt}'), 1, 8))::bit(32)::int & 1023) "
+        f"< {per_mille * 1024 // 1000}"
+    )
+
+
+def _apply_production_changes(pg: Any, customer: str, scale: Scale, seed: int) -> dict[str, int]:
+    c = {"customer": customer}
+    steps = {
+        "agent re-assignments": (
+            "UPDATE conversations SET agent_user_id = %(customer)s || '-agent-' || lpad(((('x' || substr(md5("
+            f"conversation_id || '{seed}'), 9, 6))::bit(24)::int %% {scale.agents}))::text, 5, '0') "
+            f"WHERE customer_id = %(customer)s AND ended_at IS NOT NULL AND {_pick('conversation_id', seed, 'agent', 15)}"
+        ),
+        "usecase reclassified reservations-chat -> reservations": (
+            "UPDATE conversations SET usecase_id = 'reservations' WHERE customer_id = %(customer)s "
+            f"AND usecase_id = 'reservations-chat' AND {_pick('conversation_id', seed, 'usecase', 250)}"
+        ),
+        "agents later flagged as dev users": (
+            f"UPDATE users SET is_dev_user = true WHERE customer_id = %(customer)s AND NOT is_dev_user "
+            f"AND {_pick('user_id', seed, 'dev', 30)}"
+        ),
+        "ended_at set back to null": (
+            "UPDATE conversations SET ended_at = NULL WHERE customer_id = %(customer)s AND ended_at IS NOT NULL "
+            f"AND {_pick('conversation_id', seed, 'reopen', 4)}"
+        ),
+        "source changed (voice -> email)": (
+            "UPDATE conversations SET source = 'email' WHERE customer_id = %(customer)s AND source = 'voice' "
+            f"AND {_pick('conversation_id', seed, 'email', 3)}"
+        ),
+        "source changed (chat -> voice)": (
+            "UPDATE conversations SET source = 'voice' WHERE customer_id = %(customer)s AND source = 'chat' "
+            f"AND {_pick('conversation_id', seed, 'voice', 3)}"
+        ),
+        "open conversations that ended after labeling": (
+            "UPDATE conversations SET ended_at = started_at + interval '20 minutes' WHERE customer_id = %(customer)s "
+            f"AND ended_at IS NULL AND {_pick('conversation_id', seed, 'late', 600)}"
+        ),
+    }
+    done = {}
+    with pg.cursor() as cur:
+        for name, statement in steps.items():
+            cur.execute(statement, c)
+            done[name] = cur.rowcount
+    pg.commit()
+    return done
+
+
+def simulate(
+    pg: Any,
+    clickhouse: Any,
+    *,
+    scale_name: str = "small",
+    seed: int = 7,
+    cluster: str | None = None,
+    table: str | None = None,
+) -> Incident:
+    """Reset the scale's customers and play the incident; ``pg`` is a psycopg connection."""
+    scale = SCALES[scale_name]
+    rng = np.random.default_rng(seed)
+    incident = Incident(scale_name, seed, [c for c, _ in scale.customers], scale.days)
+    t = time.monotonic()
+    with pg.cursor() as cur:
+        for customer, region in scale.customers:
+            for tbl in ("conversations", "users", "profiles"):
+                cur.execute(f"DELETE FROM {tbl} WHERE customer_id = %s", (customer,))  # noqa: S608 (fixed names)
+            cur.execute("INSERT INTO profiles (customer_id, region) VALUES (%s, %s)", (customer, region))
+            users = pa.table(
+                {
+                    "user_id": [f"{customer}-agent-{a:05d}" for a in range(scale.agents)],
+                    "customer_id": [customer] * scale.agents,
+                    "is_dev_user": (rng.random(scale.agents) < 0.02).tolist(),
+                }
+            )
+            _copy_in(pg, "users", users)
+            data = _conversations(customer, scale, rng)
+            _copy_in(pg, "conversations", data)
+            incident.conversations += data.num_rows
+            table_ = LabelTable(clickhouse, database_name(customer, region), cluster)
+            clickhouse.command(f"DROP DATABASE IF EXISTS {table_.database}")
+            table_.create()
+        cur.execute("ANALYZE conversations")
+    pg.commit()
+    incident.seconds["create"] = time.monotonic() - t
+
+    t = time.monotonic()
+    write_table = table or ("conversation_with_labels_d" if cluster else "conversation_with_labels")
+    for customer, _ in scale.customers:
+        for day in scale.days.days:  # the cron, once a day, each run picking up from its watermark
+            now = utc_midnight(day + dt.timedelta(days=1))
+            result = run(
+                JobConfig(customer=customer, table=write_table, now=now),
+                pg,
+                clickhouse,
+                clock=lambda n=now: n,
+            )
+            incident.labeled_rows += result.rows
+    incident.seconds["label (cron)"] = time.monotonic() - t
+
+    t = time.monotonic()
+    for customer, _ in scale.customers:
+        for name, n in _apply_production_changes(pg, customer, scale, seed).items():
+            incident.changes[name] = incident.changes.get(name, 0) + n
+    incident.seconds["production changes"] = time.monotonic() - t
+
+    t = time.monotonic()
+    incident.rerun_day = scale.days.first + dt.timedelta(days=len(scale.days) // 2)
+    customer = scale.customers[0][0]
+    rerun = JobConfig(
+        customer=customer,
+        table=write_table,
+        range_start=utc_midnight(incident.rerun_day),
+        range_end=utc_midnight(incident.rerun_day + dt.timedelta(days=1)),
+    )
+    incident.rerun_rows = run(rerun, pg, clickhouse).rows
+    incident.seconds["range re-run without delete"] = time.monotonic() - t
+    return incident
+
+
+def main(argv: list[str] | None = None) -> int:
+    import clickhouse_connect
+    import psycopg
+
+    from label_backfill.dev.stack import default_stack
+
+    parser = argparse.ArgumentParser(
+        prog="python -m label_backfill.dev.simulate", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--scale", choices=sorted(SCALES), default="small")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--postgres-dsn", help="default: the embedded stack (started if needed)")
+    parser.add_argument("--clickhouse-dsn", help="default: the embedded stack's chdb directory")
+    parser.add_argument("--clickhouse-cluster", default=None, help="create cluster-mode tables ON CLUSTER")
+    args = parser.parse_args(argv)
+    stack = default_stack()
+    pg_dsn = args.postgres_dsn or stack.start_postgres()
+    clickhouse = (
+        clickhouse_connect.get_client(dsn=args.clickhouse_dsn)
+        if args.clickhouse_dsn
+        else stack.clickhouse_client()
+    )
+    with psycopg.connect(pg_dsn) as pg:
+        incident = simulate(
+            pg, clickhouse, scale_name=args.scale, seed=args.seed, cluster=args.clickhouse_cluster
+        )
+    print(incident.describe())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Deployment settings, read from ``LABEL_BACKFILL_*`` environment variables (documented in README).
+
+Reading the environment is all that happens at DAG parse time: no database or API call.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from label_backfill.naming import validate_identifier
+
+POSTGRES_CONN_ID = "postgres_conversations"
+CLICKHOUSE_CONN_ID = "clickhouse_conversations"
+KUBERNETES_CONN_ID = "kubernetes_default"
+LABEL_TABLE = "conversation_with_labels"
+BACKFILL_DAG_ID = "conversation_labels_backfill"
+DRIFT_DAG_ID = "conversation_labels_drift_check"
+
+
+@dataclass(frozen=True)
+class Settings:
+    job_runner: str
+    clickhouse_cluster: str | None
+    k8s_namespace: str
+    cronjob: str
+    k8s_container: str
+    report_dir: str
+    drift_schedule: str
+    deferrable: bool
+    local_fail_days: frozenset[str]
+    local_fail_attempts: int
+
+    @property
+    def read_table(self) -> str:
+        """Table the comparison reads: the Distributed table on a cluster, else the local one."""
+        return f"{LABEL_TABLE}_d" if self.clickhouse_cluster else LABEL_TABLE
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load(environ: dict[str, str] | None = None) -> Settings:
+    """Read and validate the settings; raise ``ValueError`` naming the variable on a bad value."""
+    env = os.environ if environ is None else environ
+    runner = env.get("LABEL_BACKFILL_JOB_RUNNER", "kubernetes").strip() or "kubernetes"
+    if runner not in {"kubernetes", "local"}:
+        raise ValueError(f"LABEL_BACKFILL_JOB_RUNNER must be 'kubernetes' or 'local', not {runner!r}")
+    cluster = env.get("LABEL_BACKFILL_CLICKHOUSE_CLUSTER", "").strip() or None
+    if cluster:
+        validate_identifier(cluster, "LABEL_BACKFILL_CLICKHOUSE_CLUSTER")
+    fail_days = env.get("LABEL_BACKFILL_LOCAL_FAIL_DAYS", "")
+    return Settings(
+        job_runner=runner,
+        clickhouse_cluster=cluster,
+        k8s_namespace=env.get("LABEL_BACKFILL_K8S_NAMESPACE", "default").strip() or "default",
+        cronjob=env.get("LABEL_BACKFILL_CRONJOB", "cron-label-conversations").strip()
+        or "cron-label-conversations",
+        k8s_container=env.get("LABEL_BACKFILL_K8S_CONTAINER", "label-conversations").strip()
+        or "label-conversations",
+        report_dir=env.get("LABEL_BACKFILL_REPORT_DIR", "./reports").strip() or "./reports",
+        drift_schedule=env.get("LABEL_BACKFILL_DRIFT_SCHEDULE", "0 4 * * *").strip() or "0 4 * * *",
+        deferrable=_flag(env.get("LABEL_BACKFILL_DEFERRABLE", "false")),
+        local_fail_days=frozenset(d.strip() for d in fail_days.split(",") if d.strip()),
+        local_fail_attempts=int(env.get("LABEL_BACKFILL_LOCAL_FAIL_ATTEMPTS", "3")),
+    )
