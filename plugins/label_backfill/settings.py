@@ -30,6 +30,9 @@ class Settings:
     deferrable: bool
     local_fail_days: frozenset[str]
     local_fail_attempts: int
+    mutation_timeout_seconds: int
+    day_retries: int
+    retry_delay_seconds: int
 
     @property
     def read_table(self) -> str:
@@ -64,4 +67,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         deferrable=_flag(env.get("LABEL_BACKFILL_DEFERRABLE", "false")),
         local_fail_days=frozenset(d.strip() for d in fail_days.split(",") if d.strip()),
         local_fail_attempts=int(env.get("LABEL_BACKFILL_LOCAL_FAIL_ATTEMPTS", "3")),
+        mutation_timeout_seconds=int(env.get("LABEL_BACKFILL_MUTATION_TIMEOUT_SECONDS", "3600")),
+        day_retries=int(env.get("LABEL_BACKFILL_DAY_RETRIES", "2")),
+        retry_delay_seconds=int(env.get("LABEL_BACKFILL_RETRY_DELAY_SECONDS", "60")),
     )

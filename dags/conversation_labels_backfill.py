@@ -1,0 +1,232 @@
+"""
+### conversation_labels_backfill
+
+Repair one customer's ClickHouse labels for a range of UTC start days so they equal Postgres:
+**validate -> preflight (before snapshot + safety guard) -> delete -> wait for the mutation -> one job per
+day -> verify**. The report lands in `$LABEL_BACKFILL_REPORT_DIR/conversation_labels_backfill/<run_id>.json`
+(and `.md`).
+
+- `dry_run` stops after the preflight with the report: nothing is deleted.
+- A failed day can be cleared from the grid (with downstream): it deletes what its earlier attempt left,
+  rewrites the day, and `verify` runs again.
+- The run fails if any duplicate, missing, extra or stale row remains, or any day failed; the message
+  names the days.
+
+See README.md ("Backfill a customer", "Rerun a failed day").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import Param, chain, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from label_backfill import backfill
+from label_backfill import settings as lb_settings
+from label_backfill.naming import InvalidInput
+from label_backfill.operators import (
+    ClickHouseDeleteOperator,
+    ClickHouseMutationSensor,
+    LabelDayLocalOperator,
+    kubernetes_day_operator,
+)
+from label_backfill.sql import SQL_DIR
+
+SETTINGS = lb_settings.load()
+
+
+def _runner() -> tuple[type, dict]:
+    common = {
+        "cluster": SETTINGS.clickhouse_cluster,
+        "mutation_timeout": SETTINGS.mutation_timeout_seconds,
+        "clickhouse_conn_id": lb_settings.CLICKHOUSE_CONN_ID,
+        "postgres_conn_id": lb_settings.POSTGRES_CONN_ID,
+    }
+    if SETTINGS.job_runner == "local":
+        return LabelDayLocalOperator, {
+            **common,
+            "write_table": SETTINGS.read_table,
+            "fail_days": sorted(SETTINGS.local_fail_days),
+            "fail_attempts": SETTINGS.local_fail_attempts,
+        }
+    return kubernetes_day_operator(), {
+        **common,
+        "cronjob_name": SETTINGS.cronjob,
+        "container_name": SETTINGS.k8s_container,
+        "namespace": SETTINGS.k8s_namespace,
+        "kubernetes_conn_id": lb_settings.KUBERNETES_CONN_ID,
+        "deferrable": SETTINGS.deferrable,
+        "ttl_seconds_after_finished": 3600,
+        "backoff_limit": 0,
+    }
+
+
+@dag(
+    dag_id=lb_settings.BACKFILL_DAG_ID,
+    schedule=None,
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,  # two backfills must never delete and rewrite under each other
+    doc_md=__doc__,
+    template_searchpath=[str(SQL_DIR)],
+    tags=["label-backfill", "clickhouse"],
+    default_args={
+        "retries": 2,
+        "retry_delay": dt.timedelta(seconds=SETTINGS.retry_delay_seconds),
+        "execution_timeout": dt.timedelta(hours=2),
+    },
+    params={
+        "customer": Param(
+            type="string", pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", title="Customer",
+            description="A profile's customer_id in Postgres, e.g. alaska-air.",
+        ),
+        "start_date": Param(
+            type="string", format="date", title="First day (UTC, inclusive)",
+            description="First UTC day of conversation start, YYYY-MM-DD.",
+        ),
+        "end_date": Param(
+            type="string", format="date", title="Last day (UTC, inclusive)",
+            description="Last UTC day of conversation start, YYYY-MM-DD; must be before today.",
+        ),
+        "dry_run": Param(
+            False, type="boolean", title="Dry run",
+            description="Preflight and report what would be deleted and rewritten; change nothing.",
+        ),
+        "max_parallel_days": Param(
+            4, type="integer", minimum=1, maximum=backfill.MAX_PARALLEL_DAYS_LIMIT, title="Days at once",
+            description="How many day jobs run at the same time.",
+        ),
+        "max_days": Param(
+            62, type="integer", minimum=1, maximum=backfill.MAX_DAYS_LIMIT, title="Maximum range",
+            description="Refuse ranges longer than this many days (a typo guard).",
+        ),
+        "allow_empty_source": Param(
+            False, type="boolean", title="Allow days Postgres reports empty",
+            description="Delete days where Postgres has no eligible conversations but ClickHouse has rows. "
+            "Off by default: a wrong customer or an outage looks exactly like this.",
+        ),
+        "max_delete_ratio": Param(
+            2.0, type="number", minimum=1, title="Delete-size guard",
+            description="Refuse when ClickHouse holds more than this many times the rows Postgres will rewrite.",
+        ),
+        "sample_size": Param(
+            20, type="integer", minimum=0, maximum=1000, title="Drift sample",
+            description="Drifted conversations shown per day in the report, with both sides' labels.",
+        ),
+    },
+)
+def conversation_labels_backfill() -> None:
+    @task(retries=0)
+    def validate() -> dict:
+        """Every param, then the profile lookup; nothing is deleted before this passes."""
+        from label_backfill.compare import PostgresSide
+        from label_backfill.hooks import postgres_connection
+
+        try:
+            plan = backfill.validate_params(get_current_context()["params"], dt.datetime.now(dt.UTC).date())
+            pg = postgres_connection()
+            try:
+                plan = backfill.resolve_customer(plan, PostgresSide(pg))
+            finally:
+                pg.close()
+        except InvalidInput as err:
+            raise AirflowFailException(f"invalid input: {err}") from None
+        return plan.to_dict()
+
+    @task
+    def preflight(plan_dict: dict) -> dict:
+        """Before snapshot; refuse the delete when it is unsafe; a dry run writes its report here."""
+        from label_backfill.compare import ClickHouseSide, PostgresSide
+        from label_backfill.hooks import clickhouse_client, postgres_connection
+        from label_backfill.reports import write_report
+
+        plan = backfill.BackfillPlan.from_dict(plan_dict)
+        ctx = get_current_context()
+        clickhouse = ClickHouseSide(clickhouse_client(), plan.database, SETTINGS.read_table)
+        if not clickhouse.exists():
+            raise AirflowFailException(f"customer: ClickHouse has no table {plan.database}.{SETTINGS.read_table}")
+        pg = postgres_connection()
+        try:
+            before = backfill.snapshot(plan, PostgresSide(pg), clickhouse)
+        finally:
+            pg.close()
+        problems = backfill.guard(plan, before)
+        if plan.dry_run:
+            path = write_report(
+                SETTINGS.report_dir, lb_settings.BACKFILL_DAG_ID, ctx["run_id"],
+                backfill.report_document(plan, before, None, problems, [], ctx["run_id"]),
+                backfill.render_markdown(plan, before, None, problems, ctx["run_id"]),
+            )
+            print(before.render_text())
+            print(f"dry run: would delete {before.total('ch_rows')} rows and rewrite {before.total('pg_eligible')}; "
+                  f"report {path}")
+        if problems:
+            raise AirflowFailException("refusing to delete: " + " ".join(problems))
+        return before.to_dict()
+
+    @task.short_circuit
+    def repair_requested(plan_dict: dict) -> bool:
+        return not plan_dict["dry_run"]
+
+    @task
+    def plan_days(plan_dict: dict) -> list[dict]:
+        ctx = get_current_context()
+        plan = backfill.BackfillPlan.from_dict(plan_dict)
+        return backfill.day_job_kwargs(plan, SETTINGS, lb_settings.BACKFILL_DAG_ID, ctx["run_id"])
+
+    @task(trigger_rule="all_done", retries=1)
+    def verify() -> dict:
+        """After snapshot against Postgres; the run fails on any drift or failed day, naming the days."""
+        from label_backfill.compare import ClickHouseSide, PostgresSide
+        from label_backfill.hooks import clickhouse_client, postgres_connection
+        from label_backfill.reports import write_report
+
+        ctx = get_current_context()
+        ti = ctx["ti"]
+        plan_dict = ti.xcom_pull(task_ids="validate")
+        before_dict = ti.xcom_pull(task_ids="preflight")
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        if not plan_dict or not before_dict or states.get("wait_for_mutations") != "success":
+            raise AirflowSkipException("nothing was deleted in this run; nothing to verify")
+        plan = backfill.BackfillPlan.from_dict(plan_dict)
+        before = backfill.comparison_from_dict(before_dict)
+        failed = backfill.failed_days(states, [d.isoformat() for d in plan.days.days])
+        pg = postgres_connection()
+        try:
+            after = backfill.snapshot(plan, PostgresSide(pg), ClickHouseSide(clickhouse_client(), plan.database,
+                                                                              SETTINGS.read_table))
+        finally:
+            pg.close()
+        problems = backfill.verdict(after, failed)
+        document = backfill.report_document(plan, before, after, problems, failed, ctx["run_id"])
+        path = write_report(SETTINGS.report_dir, lb_settings.BACKFILL_DAG_ID, ctx["run_id"], document,
+                            backfill.render_markdown(plan, before, after, problems, ctx["run_id"]))
+        print(after.render_text())
+        print(f"report: {path}")
+        if problems:
+            raise AirflowFailException(f"backfill of {plan.customer} is not exact: " + "; ".join(problems))
+        return {"report": str(path), "rows": after.total("ch_rows")}
+
+    plan = validate()
+    before = preflight(plan)
+    go = repair_requested(plan)
+    delete = ClickHouseDeleteOperator(
+        task_id="delete_range", customer=plan["customer"], database=plan["database"],
+        first_day=plan["start_date"], last_day=plan["end_date"], cluster=SETTINGS.clickhouse_cluster,
+        retries=0,  # a second delete of the same range is harmless but must be a deliberate clear
+    )
+    wait = ClickHouseMutationSensor(
+        task_id="wait_for_mutations", database=plan["database"], mutations=delete.output,
+        cluster=SETTINGS.clickhouse_cluster, deferrable=SETTINGS.deferrable, poke_interval=2,
+        timeout=SETTINGS.mutation_timeout_seconds, retries=0,
+    )
+    operator, runner_kwargs = _runner()
+    days = operator.partial(
+        task_id="label_day", map_index_template="{{ task.day }}",
+        max_active_tis_per_dagrun=backfill.MAX_PARALLEL_DAYS_LIMIT, retries=SETTINGS.day_retries,
+        **runner_kwargs,
+    ).expand_kwargs(plan_days(plan))
+    chain(before, go, delete, wait, days, verify())
+
+
+conversation_labels_backfill()

@@ -1,0 +1,247 @@
+"""Operators of the backfill: thin, the I/O lives in ``LabelTable``, the hooks and the job.
+
+- ``ClickHouseDeleteOperator`` starts the range delete and returns the mutations it created.
+- ``ClickHouseMutationSensor`` waits for them on every replica (reschedule mode, or deferrable).
+- ``LabelDayLocalOperator`` / ``LabelDayKubernetesOperator`` rewrite one UTC day; both first wait for their
+  turn (``max_parallel_days``) and delete whatever an earlier attempt of the day left behind, so a retried
+  or cleared day ends exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, BaseSensorOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
+
+from label_backfill.clickhouse import LabelTable, MutationFailed, MutationState, check_mutations
+from label_backfill.compare import PostgresSide
+from label_backfill.hooks import clickhouse_client, postgres_connection
+from label_backfill.naming import DayRange, parse_day
+from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID
+from label_backfill.triggers import ClickHouseMutationTrigger
+
+log = logging.getLogger(__name__)
+
+FINISHED_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
+
+
+class ClickHouseDeleteOperator(BaseOperator):
+    """``ALTER TABLE <db>.conversation_with_labels [ON CLUSTER c] DELETE`` of one customer's start days.
+
+    :param customer: the customer id (bound as a query parameter).
+    :param database: the customer's database (validated identifier).
+    :param first_day: first UTC start day, ``YYYY-MM-DD`` (inclusive).
+    :param last_day: last UTC start day, ``YYYY-MM-DD`` (inclusive).
+    :param cluster: cluster name for ``ON CLUSTER``, or None for a single node.
+    :param clickhouse_conn_id: Airflow connection of ClickHouse.
+    :return: ``{"mutations": [[host, mutation_id], ...]}`` for the sensor.
+    """
+
+    template_fields: Sequence[str] = ("customer", "database", "first_day", "last_day")
+
+    def __init__(
+        self, *, customer: str, database: str, first_day: str, last_day: str, cluster: str | None = None,
+        clickhouse_conn_id: str = CLICKHOUSE_CONN_ID, **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.customer, self.database = customer, database
+        self.first_day, self.last_day = first_day, last_day
+        self.cluster = cluster
+        self.clickhouse_conn_id = clickhouse_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        days = DayRange(parse_day(self.first_day, "start_date"), parse_day(self.last_day, "end_date"))
+        table = LabelTable(clickhouse_client(self.clickhouse_conn_id), self.database, self.cluster)
+        mutations = table.delete_range(self.customer, days)
+        self.log.info("started %s mutation(s) deleting %s %s: %s", len(mutations), self.customer, days, mutations)
+        return {"mutations": [list(m) for m in mutations]}
+
+
+class ClickHouseMutationSensor(BaseSensorOperator):
+    """Wait until every watched mutation is done on every replica; fail at once if one has failed.
+
+    :param database: the customer's database.
+    :param mutations: ``[[host, mutation_id], ...]`` from ``ClickHouseDeleteOperator``.
+    :param cluster: cluster name, or None for a single node.
+    :param deferrable: wait in the triggerer instead of rescheduling (not with the embedded chdb, which
+        allows one process per data directory).
+    """
+
+    template_fields: Sequence[str] = ("database", "mutations")
+
+    def __init__(
+        self, *, database: str, mutations: Any, cluster: str | None = None,
+        clickhouse_conn_id: str = CLICKHOUSE_CONN_ID, deferrable: bool = False, **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("mode", "reschedule")
+        super().__init__(**kwargs)
+        self.database, self.mutations, self.cluster = database, mutations, cluster
+        self.clickhouse_conn_id = clickhouse_conn_id
+        self.deferrable = deferrable
+
+    def _watched(self) -> list[tuple[str, str]]:
+        mutations = self.mutations["mutations"] if isinstance(self.mutations, dict) else self.mutations
+        return [(str(h), str(m)) for h, m in mutations]
+
+    def poke(self, context: Any) -> bool:
+        table = LabelTable(clickhouse_client(self.clickhouse_conn_id), self.database, self.cluster)
+        check = check_mutations(table.mutations(), self._watched())
+        if check.state is MutationState.FAILED:
+            raise AirflowFailException(f"ClickHouse delete failed, no day was rewritten: {check.reason}")
+        if check.state is MutationState.PENDING:
+            self.log.info("waiting for %s", ", ".join(check.pending))
+        return check.state is MutationState.DONE
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable or self.poke(context):  # check once, defer only if not ready
+            return super().execute(context) if not self.deferrable else None
+        self.defer(
+            trigger=ClickHouseMutationTrigger(
+                self.clickhouse_conn_id, self.database, self.cluster, [list(m) for m in self._watched()],
+                poll_interval=self.poke_interval,
+            ),
+            method_name="execute_complete",
+            timeout=dt.timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> None:
+        if event.get("status") != MutationState.DONE.value:
+            raise AirflowFailException(f"ClickHouse delete failed, no day was rewritten: {event.get('reason')}")
+
+
+class DayRewriteOperator(BaseOperator):
+    """Base of both day runners: steps run at the start of every attempt of a day (cooperative ``__init__``).
+
+    1. Wait for a turn: at most ``max_parallel_days`` days of the run work at once (a runtime param, so
+       not ``max_active_tis_per_dagrun``): day *i* starts once fewer than that many earlier days are
+       unfinished; while it waits it is rescheduled and holds no worker slot.
+    2. Delete what an earlier attempt of this day left (none after the range delete), guarded like the
+       preflight, and wait for that mutation, so the rewrite never doubles a row.
+    """
+
+    def __init__(
+        self, *, customer: str, database: str, day: str, cluster: str | None = None,
+        allow_empty_source: bool = False, max_parallel_days: int = 4, mutation_timeout: float = 3600,
+        clickhouse_conn_id: str = CLICKHOUSE_CONN_ID, postgres_conn_id: str = POSTGRES_CONN_ID, **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.customer, self.database, self.day, self.cluster = customer, database, day, cluster
+        self.allow_empty_source = allow_empty_source
+        self.max_parallel_days = int(max_parallel_days)
+        self.mutation_timeout = float(mutation_timeout)
+        self.clickhouse_conn_id, self.postgres_conn_id = clickhouse_conn_id, postgres_conn_id
+
+    def wait_for_turn(self, context: Any) -> None:
+        ti = context["ti"]
+        if ti.map_index is None or ti.map_index < self.max_parallel_days:
+            return
+        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id]).get(ti.run_id, {})
+        busy = [
+            key for key, state in states.items()
+            if int(key.rsplit("_", 1)[1]) < ti.map_index and state not in FINISHED_STATES
+        ]
+        if len(busy) >= self.max_parallel_days:
+            self.log.info("%s earlier day(s) still running (max_parallel_days=%s): waiting", len(busy),
+                          self.max_parallel_days)
+            raise AirflowRescheduleException(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=10))
+
+    def clear_day_before_write(self) -> None:
+        day = DayRange(parse_day(self.day, "day"), parse_day(self.day, "day"))
+        table = LabelTable(clickhouse_client(self.clickhouse_conn_id), self.database, self.cluster)
+        left = table.row_count(self.customer, day)
+        if not left:
+            return
+        pg = postgres_connection(self.postgres_conn_id)
+        try:
+            eligible = sum(s.rows for s in PostgresSide(pg).day_summaries(self.customer, day).values())
+        finally:
+            pg.close()
+        if not eligible and not self.allow_empty_source:
+            raise AirflowFailException(
+                f"{self.day}: ClickHouse holds {left} rows but Postgres reports no eligible conversations; "
+                "refusing to delete (set allow_empty_source to override)"
+            )
+        self.log.info("%s: deleting %s rows left by an earlier attempt before rewriting", self.day, left)
+        try:
+            table.wait(table.delete_range(self.customer, day), timeout=self.mutation_timeout)
+        except MutationFailed as err:
+            raise AirflowFailException(str(err)) from err
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the local runner's documented fault injection (``LABEL_BACKFILL_LOCAL_FAIL_DAYS``)."""
+
+
+class _FailAfterFirstBlock:
+    """A ClickHouse client that writes one block, then fails: a job dying halfway through a day."""
+
+    def __init__(self, client: Any, day: str) -> None:
+        self._client, self._day, self._blocks = client, day, 0
+
+    def insert_arrow(self, *args: Any, **kwargs: Any) -> Any:
+        if self._blocks >= 1:
+            raise InjectedFault(f"injected failure for {self._day} after a partial write")
+        self._blocks += 1
+        return self._client.insert_arrow(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class LabelDayLocalOperator(DayRewriteOperator):
+    """Rewrite one day with the reference job in the worker, through the job's own env-var contract.
+
+    :param job_env: the job's environment (range start/end and customer filter).
+    :param fail_days: days whose first ``fail_attempts`` attempts fail after a partial write (fault injection).
+    """
+
+    template_fields: Sequence[str] = ("day", "job_env")
+
+    def __init__(
+        self, *, job_env: dict[str, str], job_name: str = "", job_labels: dict[str, str] | None = None,
+        write_table: str = "conversation_with_labels", fail_days: Sequence[str] = (), fail_attempts: int = 3,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_env, self.write_table = dict(job_env), write_table
+        self.fail_days, self.fail_attempts = list(fail_days), fail_attempts
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from label_conversations import JobConfig, run
+
+        self.wait_for_turn(context)
+        self.clear_day_before_write()
+        config = dataclasses.replace(JobConfig.from_env(self.job_env), table=self.write_table)
+        client = clickhouse_client(self.clickhouse_conn_id)
+        if self.day in self.fail_days and context["ti"].try_number <= self.fail_attempts:
+            self.log.warning("fault injection: %s fails after a partial write (try %s)", self.day,
+                             context["ti"].try_number)
+            client, config = _FailAfterFirstBlock(client, self.day), dataclasses.replace(config, batch_bytes=64 << 10)
+        pg = postgres_connection(self.postgres_conn_id)
+        try:
+            result = run(config, pg, client)
+        finally:
+            pg.close()
+        rows = result.rows
+        self.log.info("%s: wrote %s rows (job run %s)", self.day, rows, result.run_id)
+        return {"day": self.day, "rows": rows}
+
+
+def kubernetes_day_operator() -> type:
+    """``LabelDayKubernetesOperator``: the day as a Job created from the live CronJob's jobTemplate."""
+    from label_backfill.kubernetes import CronJobJobOperator
+
+    class LabelDayKubernetesOperator(DayRewriteOperator, CronJobJobOperator):
+        template_fields: Sequence[str] = (*CronJobJobOperator.template_fields, "day")
+
+        def execute(self, context: Any) -> Any:
+            self.wait_for_turn(context)
+            self.clear_day_before_write()
+            return super().execute(context)
+
+    return LabelDayKubernetesOperator
