@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +28,8 @@ from label_backfill.triggers import ClickHouseMutationTrigger
 
 log = logging.getLogger(__name__)
 
-FINISHED_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
+# A day counts against max_parallel_days while it works (running, or deferred waiting on its Job).
+WORKING_STATES = {"running", "deferred"}
 
 
 class ClickHouseDeleteOperator(BaseOperator):
@@ -68,6 +70,7 @@ class ClickHouseMutationSensor(BaseSensorOperator):
     :param database: the customer's database.
     :param mutations: ``[[host, mutation_id], ...]`` from ``ClickHouseDeleteOperator``.
     :param cluster: cluster name, or None for a single node.
+    :param grace_polls: re-checks 0.25 s apart inside one poke before giving the slot back.
     :param deferrable: wait in the triggerer instead of rescheduling (not with the embedded chdb, which
         allows one process per data directory).
     """
@@ -76,11 +79,13 @@ class ClickHouseMutationSensor(BaseSensorOperator):
 
     def __init__(
         self, *, database: str, mutations: Any, cluster: str | None = None,
-        clickhouse_conn_id: str = CLICKHOUSE_CONN_ID, deferrable: bool = False, **kwargs: Any,
+        clickhouse_conn_id: str = CLICKHOUSE_CONN_ID, deferrable: bool = False, grace_polls: int = 8,
+        **kwargs: Any,
     ) -> None:
         kwargs.setdefault("mode", "reschedule")
         super().__init__(**kwargs)
         self.database, self.mutations, self.cluster = database, mutations, cluster
+        self.grace_polls = grace_polls
         self.clickhouse_conn_id = clickhouse_conn_id
         self.deferrable = deferrable
 
@@ -91,6 +96,11 @@ class ClickHouseMutationSensor(BaseSensorOperator):
     def poke(self, context: Any) -> bool:
         table = LabelTable(clickhouse_client(self.clickhouse_conn_id), self.database, self.cluster)
         check = check_mutations(table.mutations(), self._watched())
+        for _ in range(self.grace_polls):  # most deletes finish within a second: don't reschedule for those
+            if check.state is not MutationState.PENDING:
+                break
+            time.sleep(0.25)
+            check = check_mutations(table.mutations(), self._watched())
         if check.state is MutationState.FAILED:
             raise AirflowFailException(f"ClickHouse delete failed, no day was rewritten: {check.reason}")
         if check.state is MutationState.PENDING:
@@ -118,8 +128,9 @@ class DayRewriteOperator(BaseOperator):
     """Base of both day runners: steps run at the start of every attempt of a day (cooperative ``__init__``).
 
     1. Wait for a turn: at most ``max_parallel_days`` days of the run work at once (a runtime param, so
-       not ``max_active_tis_per_dagrun``): day *i* starts once fewer than that many earlier days are
-       unfinished; while it waits it is rescheduled and holds no worker slot.
+       not ``max_active_tis_per_dagrun``). A day passes only if fewer than that many *other* days are
+       running: two days checking at once see each other and both back off, so the bound is never
+       exceeded. A waiting day is rescheduled and holds no worker slot.
     2. Delete what an earlier attempt of this day left (none after the range delete), guarded like the
        preflight, and wait for that mutation, so the rewrite never doubles a row.
     """
@@ -138,17 +149,13 @@ class DayRewriteOperator(BaseOperator):
 
     def wait_for_turn(self, context: Any) -> None:
         ti = context["ti"]
-        if ti.map_index is None or ti.map_index < self.max_parallel_days:
-            return
         states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id]).get(ti.run_id, {})
-        busy = [
-            key for key, state in states.items()
-            if int(key.rsplit("_", 1)[1]) < ti.map_index and state not in FINISHED_STATES
-        ]
-        if len(busy) >= self.max_parallel_days:
-            self.log.info("%s earlier day(s) still running (max_parallel_days=%s): waiting", len(busy),
-                          self.max_parallel_days)
-            raise AirflowRescheduleException(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=10))
+        me = f"{ti.task_id}_{ti.map_index}"
+        working = [key for key, state in states.items() if key != me and state in WORKING_STATES]
+        if len(working) >= self.max_parallel_days:
+            self.log.info("%s other day(s) running, max_parallel_days=%s: waiting", len(working), self.max_parallel_days)
+            delay = 3 + (ti.map_index or 0) % 5  # spread retries of days that saw each other
+            raise AirflowRescheduleException(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))
 
     def clear_day_before_write(self) -> None:
         day = DayRange(parse_day(self.day, "day"), parse_day(self.day, "day"))
