@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import Param, chain, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException
 from label_backfill import backfill
 from label_backfill import settings as lb_settings
 from label_backfill.naming import InvalidInput
@@ -58,6 +58,9 @@ def _runner() -> tuple[type, dict]:
         "deferrable": SETTINGS.deferrable,
         "ttl_seconds_after_finished": 3600,
         "backoff_limit": 0,
+        # Unlike kubectl, no ownerReference: the CronJob's history limits would delete finished day Jobs
+        # (and their logs) before Airflow reads them; ttl_seconds_after_finished cleans up instead.
+        "cronjob_owner_reference": False,
     }
 
 
@@ -77,40 +80,65 @@ def _runner() -> tuple[type, dict]:
     },
     params={
         "customer": Param(
-            type="string", pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", title="Customer",
+            type="string",
+            pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
+            title="Customer",
             description="A profile's customer_id in Postgres, e.g. alaska-air.",
         ),
         "start_date": Param(
-            type="string", format="date", title="First day (UTC, inclusive)",
+            type="string",
+            format="date",
+            title="First day (UTC, inclusive)",
             description="First UTC day of conversation start, YYYY-MM-DD.",
         ),
         "end_date": Param(
-            type="string", format="date", title="Last day (UTC, inclusive)",
+            type="string",
+            format="date",
+            title="Last day (UTC, inclusive)",
             description="Last UTC day of conversation start, YYYY-MM-DD; must be before today.",
         ),
         "dry_run": Param(
-            False, type="boolean", title="Dry run",
+            False,
+            type="boolean",
+            title="Dry run",
             description="Preflight and report what would be deleted and rewritten; change nothing.",
         ),
         "max_parallel_days": Param(
-            4, type="integer", minimum=1, maximum=backfill.MAX_PARALLEL_DAYS_LIMIT, title="Days at once",
+            4,
+            type="integer",
+            minimum=1,
+            maximum=backfill.MAX_PARALLEL_DAYS_LIMIT,
+            title="Days at once",
             description="How many day jobs run at the same time.",
         ),
         "max_days": Param(
-            62, type="integer", minimum=1, maximum=backfill.MAX_DAYS_LIMIT, title="Maximum range",
+            62,
+            type="integer",
+            minimum=1,
+            maximum=backfill.MAX_DAYS_LIMIT,
+            title="Maximum range",
             description="Refuse ranges longer than this many days (a typo guard).",
         ),
         "allow_empty_source": Param(
-            False, type="boolean", title="Allow days Postgres reports empty",
+            False,
+            type="boolean",
+            title="Allow days Postgres reports empty",
             description="Delete days where Postgres has no eligible conversations but ClickHouse has rows. "
             "Off by default: a wrong customer or an outage looks exactly like this.",
         ),
         "max_delete_ratio": Param(
-            2.0, type="number", minimum=1, title="Delete-size guard",
+            2.0,
+            type="number",
+            minimum=1,
+            title="Delete-size guard",
             description="Refuse when ClickHouse holds more than this many times the rows Postgres will rewrite.",
         ),
         "sample_size": Param(
-            20, type="integer", minimum=0, maximum=1000, title="Drift sample",
+            20,
+            type="integer",
+            minimum=0,
+            maximum=1000,
+            title="Drift sample",
             description="Drifted conversations shown per day in the report, with both sides' labels.",
         ),
     },
@@ -144,7 +172,9 @@ def conversation_labels_backfill() -> None:
         ctx = get_current_context()
         clickhouse = ClickHouseSide(clickhouse_client(), plan.database, SETTINGS.read_table)
         if not clickhouse.exists():
-            raise AirflowFailException(f"customer: ClickHouse has no table {plan.database}.{SETTINGS.read_table}")
+            raise AirflowFailException(
+                f"customer: ClickHouse has no table {plan.database}.{SETTINGS.read_table}"
+            )
         pg = postgres_connection()
         try:
             before = backfill.snapshot(plan, PostgresSide(pg), clickhouse)
@@ -153,13 +183,17 @@ def conversation_labels_backfill() -> None:
         problems = backfill.guard(plan, before)
         if plan.dry_run:
             path = write_report(
-                SETTINGS.report_dir, lb_settings.BACKFILL_DAG_ID, ctx["run_id"],
+                SETTINGS.report_dir,
+                lb_settings.BACKFILL_DAG_ID,
+                ctx["run_id"],
                 backfill.report_document(plan, before, None, problems, [], ctx["run_id"]),
                 backfill.render_markdown(plan, before, None, problems, ctx["run_id"]),
             )
             print(before.render_text())
-            print(f"dry run: would delete {before.total('ch_rows')} rows and rewrite {before.total('pg_eligible')}; "
-                  f"report {path}")
+            print(
+                f"dry run: would delete {before.total('ch_rows')} rows and rewrite {before.total('pg_eligible')}; "
+                f"report {path}"
+            )
         if problems:
             raise AirflowFailException("refusing to delete: " + " ".join(problems))
         return before.to_dict()
@@ -187,20 +221,37 @@ def conversation_labels_backfill() -> None:
         before_dict = ti.xcom_pull(task_ids="preflight")
         states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
         if not plan_dict or not before_dict or states.get("wait_for_mutations") != "success":
-            raise AirflowSkipException("nothing was deleted in this run; nothing to verify")
+            # verify is the run's only leaf: it must fail, or a run stopped by validate would end green
+            stopped = [
+                t
+                for t in ("validate", "preflight", "delete_range", "wait_for_mutations")
+                if states.get(t) != "success"
+            ]
+            raise AirflowFailException(
+                f"no day was rewritten: {stopped[0] if stopped else 'an upstream task'} "
+                "did not succeed (see its log)"
+            )
         plan = backfill.BackfillPlan.from_dict(plan_dict)
         before = backfill.comparison_from_dict(before_dict)
         failed = backfill.failed_days(states, [d.isoformat() for d in plan.days.days])
         pg = postgres_connection()
         try:
-            after = backfill.snapshot(plan, PostgresSide(pg), ClickHouseSide(clickhouse_client(), plan.database,
-                                                                              SETTINGS.read_table))
+            after = backfill.snapshot(
+                plan,
+                PostgresSide(pg),
+                ClickHouseSide(clickhouse_client(), plan.database, SETTINGS.read_table),
+            )
         finally:
             pg.close()
         problems = backfill.verdict(after, failed)
         document = backfill.report_document(plan, before, after, problems, failed, ctx["run_id"])
-        path = write_report(SETTINGS.report_dir, lb_settings.BACKFILL_DAG_ID, ctx["run_id"], document,
-                            backfill.render_markdown(plan, before, after, problems, ctx["run_id"]))
+        path = write_report(
+            SETTINGS.report_dir,
+            lb_settings.BACKFILL_DAG_ID,
+            ctx["run_id"],
+            document,
+            backfill.render_markdown(plan, before, after, problems, ctx["run_id"]),
+        )
         print(after.render_text())
         print(f"report: {path}")
         if problems:
@@ -211,19 +262,30 @@ def conversation_labels_backfill() -> None:
     before = preflight(plan)
     go = repair_requested(plan)
     delete = ClickHouseDeleteOperator(
-        task_id="delete_range", customer=plan["customer"], database=plan["database"],
-        first_day=plan["start_date"], last_day=plan["end_date"], cluster=SETTINGS.clickhouse_cluster,
+        task_id="delete_range",
+        customer=plan["customer"],
+        database=plan["database"],
+        first_day=plan["start_date"],
+        last_day=plan["end_date"],
+        cluster=SETTINGS.clickhouse_cluster,
         retries=0,  # a second delete of the same range is harmless but must be a deliberate clear
     )
     wait = ClickHouseMutationSensor(
-        task_id="wait_for_mutations", database=plan["database"], mutations=delete.output,
-        cluster=SETTINGS.clickhouse_cluster, deferrable=SETTINGS.deferrable, poke_interval=2,
-        timeout=SETTINGS.mutation_timeout_seconds, retries=0,
+        task_id="wait_for_mutations",
+        database=plan["database"],
+        mutations=delete.output,
+        cluster=SETTINGS.clickhouse_cluster,
+        deferrable=SETTINGS.deferrable,
+        poke_interval=2,
+        timeout=SETTINGS.mutation_timeout_seconds,
+        retries=0,
     )
     operator, runner_kwargs = _runner()
     days = operator.partial(
-        task_id="label_day", map_index_template="{{ task.day }}",
-        max_active_tis_per_dagrun=backfill.MAX_PARALLEL_DAYS_LIMIT, retries=SETTINGS.day_retries,
+        task_id="label_day",
+        map_index_template="{{ task.day }}",
+        max_active_tis_per_dagrun=backfill.MAX_PARALLEL_DAYS_LIMIT,
+        retries=SETTINGS.day_retries,
         **runner_kwargs,
     ).expand_kwargs(plan_days(plan))
     chain(before, go, delete, wait, days, verify())

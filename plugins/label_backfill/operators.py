@@ -47,8 +47,15 @@ class ClickHouseDeleteOperator(BaseOperator):
     template_fields: Sequence[str] = ("customer", "database", "first_day", "last_day")
 
     def __init__(
-        self, *, customer: str, database: str, first_day: str, last_day: str, cluster: str | None = None,
-        clickhouse_conn_id: str = CLICKHOUSE_CONN_ID, **kwargs: Any,
+        self,
+        *,
+        customer: str,
+        database: str,
+        first_day: str,
+        last_day: str,
+        cluster: str | None = None,
+        clickhouse_conn_id: str = CLICKHOUSE_CONN_ID,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.customer, self.database = customer, database
@@ -60,7 +67,9 @@ class ClickHouseDeleteOperator(BaseOperator):
         days = DayRange(parse_day(self.first_day, "start_date"), parse_day(self.last_day, "end_date"))
         table = LabelTable(clickhouse_client(self.clickhouse_conn_id), self.database, self.cluster)
         mutations = table.delete_range(self.customer, days)
-        self.log.info("started %s mutation(s) deleting %s %s: %s", len(mutations), self.customer, days, mutations)
+        self.log.info(
+            "started %s mutation(s) deleting %s %s: %s", len(mutations), self.customer, days, mutations
+        )
         return {"mutations": [list(m) for m in mutations]}
 
 
@@ -78,8 +87,14 @@ class ClickHouseMutationSensor(BaseSensorOperator):
     template_fields: Sequence[str] = ("database", "mutations")
 
     def __init__(
-        self, *, database: str, mutations: Any, cluster: str | None = None,
-        clickhouse_conn_id: str = CLICKHOUSE_CONN_ID, deferrable: bool = False, grace_polls: int = 8,
+        self,
+        *,
+        database: str,
+        mutations: Any,
+        cluster: str | None = None,
+        clickhouse_conn_id: str = CLICKHOUSE_CONN_ID,
+        deferrable: bool = False,
+        grace_polls: int = 8,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("mode", "reschedule")
@@ -112,7 +127,10 @@ class ClickHouseMutationSensor(BaseSensorOperator):
             return super().execute(context) if not self.deferrable else None
         self.defer(
             trigger=ClickHouseMutationTrigger(
-                self.clickhouse_conn_id, self.database, self.cluster, [list(m) for m in self._watched()],
+                self.clickhouse_conn_id,
+                self.database,
+                self.cluster,
+                [list(m) for m in self._watched()],
                 poll_interval=self.poke_interval,
             ),
             method_name="execute_complete",
@@ -121,7 +139,9 @@ class ClickHouseMutationSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> None:
         if event.get("status") != MutationState.DONE.value:
-            raise AirflowFailException(f"ClickHouse delete failed, no day was rewritten: {event.get('reason')}")
+            raise AirflowFailException(
+                f"ClickHouse delete failed, no day was rewritten: {event.get('reason')}"
+            )
 
 
 class DayRewriteOperator(BaseOperator):
@@ -136,9 +156,18 @@ class DayRewriteOperator(BaseOperator):
     """
 
     def __init__(
-        self, *, customer: str, database: str, day: str, cluster: str | None = None,
-        allow_empty_source: bool = False, max_parallel_days: int = 4, mutation_timeout: float = 3600,
-        clickhouse_conn_id: str = CLICKHOUSE_CONN_ID, postgres_conn_id: str = POSTGRES_CONN_ID, **kwargs: Any,
+        self,
+        *,
+        customer: str,
+        database: str,
+        day: str,
+        cluster: str | None = None,
+        allow_empty_source: bool = False,
+        max_parallel_days: int = 4,
+        mutation_timeout: float = 3600,
+        clickhouse_conn_id: str = CLICKHOUSE_CONN_ID,
+        postgres_conn_id: str = POSTGRES_CONN_ID,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.customer, self.database, self.day, self.cluster = customer, database, day, cluster
@@ -149,11 +178,15 @@ class DayRewriteOperator(BaseOperator):
 
     def wait_for_turn(self, context: Any) -> None:
         ti = context["ti"]
-        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id]).get(ti.run_id, {})
+        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id]).get(
+            ti.run_id, {}
+        )
         me = f"{ti.task_id}_{ti.map_index}"
         working = [key for key, state in states.items() if key != me and state in WORKING_STATES]
         if len(working) >= self.max_parallel_days:
-            self.log.info("%s other day(s) running, max_parallel_days=%s: waiting", len(working), self.max_parallel_days)
+            self.log.info(
+                "%s other day(s) running, max_parallel_days=%s: waiting", len(working), self.max_parallel_days
+            )
             delay = 3 + (ti.map_index or 0) % 5  # spread retries of days that saw each other
             raise AirflowRescheduleException(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))
 
@@ -210,8 +243,14 @@ class LabelDayLocalOperator(DayRewriteOperator):
     template_fields: Sequence[str] = ("day", "job_env")
 
     def __init__(
-        self, *, job_env: dict[str, str], job_name: str = "", job_labels: dict[str, str] | None = None,
-        write_table: str = "conversation_with_labels", fail_days: Sequence[str] = (), fail_attempts: int = 3,
+        self,
+        *,
+        job_env: dict[str, str],
+        job_name: str = "",
+        job_labels: dict[str, str] | None = None,
+        write_table: str = "conversation_with_labels",
+        fail_days: Sequence[str] = (),
+        fail_attempts: int = 3,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -226,9 +265,13 @@ class LabelDayLocalOperator(DayRewriteOperator):
         config = dataclasses.replace(JobConfig.from_env(self.job_env), table=self.write_table)
         client = clickhouse_client(self.clickhouse_conn_id)
         if self.day in self.fail_days and context["ti"].try_number <= self.fail_attempts:
-            self.log.warning("fault injection: %s fails after a partial write (try %s)", self.day,
-                             context["ti"].try_number)
-            client, config = _FailAfterFirstBlock(client, self.day), dataclasses.replace(config, batch_bytes=64 << 10)
+            self.log.warning(
+                "fault injection: %s fails after a partial write (try %s)", self.day, context["ti"].try_number
+            )
+            client, config = (
+                _FailAfterFirstBlock(client, self.day),
+                dataclasses.replace(config, batch_bytes=64 << 10),
+            )
         pg = postgres_connection(self.postgres_conn_id)
         try:
             result = run(config, pg, client)

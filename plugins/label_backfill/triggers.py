@@ -22,7 +22,11 @@ class ClickHouseMutationTrigger(BaseTrigger):
     """
 
     def __init__(
-        self, clickhouse_conn_id: str, database: str, cluster: str | None, mutations: list[list[str]],
+        self,
+        clickhouse_conn_id: str,
+        database: str,
+        cluster: str | None,
+        mutations: list[list[str]],
         poll_interval: float = 5.0,
     ) -> None:
         super().__init__()
@@ -36,8 +40,11 @@ class ClickHouseMutationTrigger(BaseTrigger):
         return (
             "label_backfill.triggers.ClickHouseMutationTrigger",
             {
-                "clickhouse_conn_id": self.clickhouse_conn_id, "database": self.database, "cluster": self.cluster,
-                "mutations": self.mutations, "poll_interval": self.poll_interval,
+                "clickhouse_conn_id": self.clickhouse_conn_id,
+                "database": self.database,
+                "cluster": self.cluster,
+                "mutations": self.mutations,
+                "poll_interval": self.poll_interval,
             },
         )
 

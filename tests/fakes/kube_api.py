@@ -143,7 +143,8 @@ def parse_label_selector(selector: str | None) -> Callable[[dict[str, str]], boo
             key, value = (s.strip() for s in re.split(r"==?", req, maxsplit=1))
             tests.append(lambda labels, k=key, v=value: labels.get(k) == v)
         elif req.startswith("!"):
-            tests.append(lambda labels, k=req[1:].strip(): k not in labels)
+            absent = req[1:].strip()
+            tests.append(lambda labels, k=absent: k not in labels)
         else:
             tests.append(lambda labels, k=req: k in labels)
     return lambda labels: all(t(labels or {}) for t in tests)
@@ -233,7 +234,12 @@ class FakeKubernetes:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-kube-api", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-kube-api",
+            daemon=True,
+        )
         self._thread.start()
         self._tmpdir = Path(tempfile.mkdtemp(prefix="fake-kube-"))
         self._write_kubeconfig()
@@ -276,7 +282,9 @@ class FakeKubernetes:
             "kind": "Config",
             "clusters": [{"name": "fake", "cluster": {"server": self.url, "insecure-skip-tls-verify": True}}],
             "users": [{"name": "fake", "user": {"token": self.token}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": "default"}}],
+            "contexts": [
+                {"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": "default"}}
+            ],
             "current-context": "fake",
         }
         Path(self.kubeconfig_path).write_text(json.dumps(kubeconfig, indent=2))  # JSON is YAML
@@ -352,7 +360,12 @@ class FakeKubernetes:
         self._changed.notify_all()
 
     def _list(self, kind: str, items: list[dict]) -> dict:
-        return {"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": str(self._rv)}, "items": items}
+        return {
+            "kind": kind,
+            "apiVersion": "v1",
+            "metadata": {"resourceVersion": str(self._rv)},
+            "items": items,
+        }
 
     # -- routes -----------------------------------------------------------------------------------
 
@@ -389,7 +402,9 @@ class FakeKubernetes:
     def _list_cronjobs(self, ns: str, query: dict, **_: Any) -> dict:
         match = parse_label_selector(_q(query, "labelSelector"))
         with self._lock:
-            items = [copy.deepcopy(c) for (n, _), c in self._cronjobs.items() if n == ns and match(_labels(c))]
+            items = [
+                copy.deepcopy(c) for (n, _), c in self._cronjobs.items() if n == ns and match(_labels(c))
+            ]
             return self._list("CronJobList", items) | {"apiVersion": "batch/v1"}
 
     def _read_cronjob(self, ns: str, name: str, **_: Any) -> dict:
@@ -406,7 +421,9 @@ class FakeKubernetes:
     def _list_jobs(self, ns: str, query: dict, **_: Any) -> dict:
         match = parse_label_selector(_q(query, "labelSelector"))
         with self._lock:
-            items = [copy.deepcopy(j) for (n, _), j in self._live_jobs.items() if n == ns and match(_labels(j))]
+            items = [
+                copy.deepcopy(j) for (n, _), j in self._live_jobs.items() if n == ns and match(_labels(j))
+            ]
             return self._list("JobList", items) | {"apiVersion": "batch/v1"}
 
     def _read_job(self, ns: str, name: str, **_: Any) -> dict:
@@ -479,7 +496,9 @@ class FakeKubernetes:
             if isinstance(body, list):  # JSON patch: only "add"/"replace" of labels is needed
                 for op in body:
                     if op.get("op") in ("add", "replace") and op["path"].startswith("/metadata/labels/"):
-                        key = op["path"].removeprefix("/metadata/labels/").replace("~1", "/").replace("~0", "~")
+                        key = (
+                            op["path"].removeprefix("/metadata/labels/").replace("~1", "/").replace("~0", "~")
+                        )
                         pod["metadata"].setdefault("labels", {})[key] = op["value"]
             else:
                 patched = _merge_patch(pod, body)
@@ -679,11 +698,15 @@ class FakeKubernetes:
                 status["ready"] = 0
                 if outcome.succeeded:
                     status["succeeded"] = status.get("succeeded", 0) + 1
-                    self._finish_job(job, "Complete", "CompletionsReached", "Reached expected number of succeeded pods")
+                    self._finish_job(
+                        job, "Complete", "CompletionsReached", "Reached expected number of succeeded pods"
+                    )
                     return
                 status["failed"] = status.get("failed", 0) + 1
                 if status["failed"] > job["spec"]["backoffLimit"]:
-                    self._finish_job(job, "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+                    self._finish_job(
+                        job, "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit"
+                    )
                     return
                 pod_name = self._start_pod(job)
                 self._touch(job)
@@ -728,7 +751,14 @@ class FakeKubernetes:
         now = _ts(_now())
         target = "SuccessCriteriaMet" if kind == "Complete" else "FailureTarget"
         conditions = [
-            {"type": t, "status": "True", "reason": reason, "message": message, "lastProbeTime": now, "lastTransitionTime": now}
+            {
+                "type": t,
+                "status": "True",
+                "reason": reason,
+                "message": message,
+                "lastProbeTime": now,
+                "lastTransitionTime": now,
+            }
             for t in (target, kind)
         ]
         job["status"]["conditions"] = conditions

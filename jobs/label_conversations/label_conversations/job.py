@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import logging
 import os
 import re
@@ -209,8 +210,12 @@ def stream_eligible(
         pg.cursor() as cur,
         cur.copy(_COPY_SQL, {"customer_id": customer, "start": start, "end": end}) as copy,
     ):
+        chunks = iter(copy)
+        first = next(chunks, None)
+        if first is None:  # nothing eligible: Arrow refuses an empty CSV stream
+            return
         reader = pa_csv.open_csv(
-            io.BufferedReader(_CopyReader(iter(copy)), buffer_size=1 << 20),
+            io.BufferedReader(_CopyReader(itertools.chain([first], chunks)), buffer_size=1 << 20),
             read_options=pa_csv.ReadOptions(column_names=list(_CSV_COLUMNS), block_size=batch_bytes),
             convert_options=pa_csv.ConvertOptions(column_types=_CSV_COLUMNS, strings_can_be_null=False),
         )

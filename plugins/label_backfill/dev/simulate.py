@@ -201,7 +201,8 @@ def simulate(
             _copy_in(pg, "conversations", data)
             incident.conversations += data.num_rows
             table_ = LabelTable(clickhouse, database_name(customer, region), cluster)
-            clickhouse.command(f"DROP DATABASE IF EXISTS {table_.database}")
+            on_cluster = f" ON CLUSTER {cluster} SYNC" if cluster else ""  # every shard, not just this one
+            clickhouse.command(f"DROP DATABASE IF EXISTS {table_.database}{on_cluster}")
             table_.create()
         cur.execute("ANALYZE conversations")
     pg.commit()

@@ -1,0 +1,57 @@
+"""Small hand-made customers for exact expectations (real Postgres rows, real ClickHouse tables)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from label_backfill.clickhouse import LabelTable
+
+T = dt.UTC
+
+
+def at(day: str, hhmmss: str = "12:00:00") -> dt.datetime:
+    return dt.datetime.fromisoformat(f"{day}T{hhmmss}").replace(tzinfo=T)
+
+
+def make_customer(
+    pg: Any,
+    ch: Any,
+    customer: str,
+    region: str = "us-east-1",
+    *,
+    agents: int = 3,
+    dev_agents: tuple[int, ...] = (),
+    dedup_window: int | None = None,
+) -> str:
+    """(Re)create an empty customer on both sides; return its ClickHouse database."""
+    database = f"{customer}_{region}".replace("-", "_")
+    with pg.cursor() as cur:
+        for table in ("conversations", "users", "profiles"):
+            cur.execute(f"DELETE FROM {table} WHERE customer_id = %s", (customer,))
+        cur.execute("INSERT INTO profiles VALUES (%s, %s)", (customer, region))
+        for i in range(agents):
+            cur.execute(
+                "INSERT INTO users VALUES (%s, %s, %s)", (f"{customer}-a{i}", customer, i in dev_agents)
+            )
+    pg.commit()
+    ch.command(f"DROP DATABASE IF EXISTS {database}")
+    LabelTable(ch, database).create(dedup_window=dedup_window)
+    return database
+
+
+def add_conversations(pg: Any, customer: str, rows: list[tuple]) -> None:
+    """rows: (conversation_id, agent index, usecase, source, started_at, ended_at or None)."""
+    with pg.cursor() as cur:
+        for cid, agent, usecase, source, started, ended in rows:
+            cur.execute(
+                "INSERT INTO conversations VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (cid, customer, f"{customer}-a{agent}", usecase, source, started, ended),
+            )
+    pg.commit()
+
+
+def label_range(pg: Any, ch: Any, customer: str, start: dt.datetime, end: dt.datetime, **kw: Any) -> int:
+    from label_conversations import JobConfig, run
+
+    return run(JobConfig(customer=customer, range_start=start, range_end=end), pg, ch, **kw).rows

@@ -1,0 +1,1118 @@
+"""The deployment files: docker-compose.yaml, the two Dockerfiles, include/k8s and include/clickhouse.
+
+No container runs here (there is no Docker engine on these machines), so each file is checked against
+the specification it must satisfy (the Compose Specification JSON schema vendored by check-jsonschema,
+the Kubernetes OpenAPI schemas bundled by kubernetes-validate) and against the other files it has to
+agree with: service names, addresses, credentials, mounts, the DAG's settings, the job's environment
+contract and the ClickHouse DDL's macros.
+
+Every check is a function that returns a list of problems. The ``test_*_catches_*`` tests hand each one
+a deliberately broken copy of the real input and assert it reports the breakage, so no check can pass
+vacuously.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.resources
+import ipaddress
+import json
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from label_backfill import settings as label_settings
+from label_conversations import job as label_job
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "docker-compose.yaml"
+K8S_DIR = REPO / "include" / "k8s"
+CLICKHOUSE_DIR = REPO / "include" / "clickhouse"
+AIRFLOW_DOCKERFILE = REPO / "docker" / "airflow" / "Dockerfile"
+JOB_DOCKERFILE = REPO / "jobs" / "label_conversations" / "Dockerfile"
+REPLICATED_DDL = REPO / "include" / "sql" / "clickhouse" / "create_table_replicated.sql"
+
+CLICKHOUSE_SERVER_IMAGE = "clickhouse/clickhouse-server"
+CLICKHOUSE_KEEPER_IMAGE = "clickhouse/clickhouse-keeper"
+K3S_IMAGE = "rancher/k3s"
+# Macros ClickHouse fills in by itself in a Replicated engine's arguments.
+BUILTIN_MACROS = {"database", "table", "uuid"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------
+
+
+@cache
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def compose() -> dict[str, Any]:
+    """A private copy of the compose file (tests mutate it)."""
+    return copy.deepcopy(_compose())
+
+
+@cache
+def compose_schema() -> dict[str, Any]:
+    """The Compose Specification schema as vendored by check-jsonschema (offline)."""
+    resource = importlib.resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    return json.loads(resource.read_text())
+
+
+@cache
+def _k8s_docs() -> tuple[tuple[str, dict[str, Any]], ...]:
+    docs = []
+    for path in sorted(K8S_DIR.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc is not None:
+                docs.append((path.name, doc))
+    return tuple(docs)
+
+
+def k8s_docs() -> list[tuple[str, dict[str, Any]]]:
+    return copy.deepcopy(list(_k8s_docs()))
+
+
+def services_with_image(data: dict[str, Any], image_repo: str) -> dict[str, dict[str, Any]]:
+    return {
+        name: svc
+        for name, svc in data["services"].items()
+        if str(svc.get("image", "")).rsplit(":", 1)[0] == image_repo
+    }
+
+
+def airflow_env(data: dict[str, Any]) -> dict[str, str]:
+    """The environment of the scheduler (where tasks, and so the job runner, execute)."""
+    return {k: str(v) for k, v in data["services"]["airflow-scheduler"]["environment"].items()}
+
+
+def parse_volume(spec: str | dict[str, Any]) -> tuple[str, str, str]:
+    """``(kind, source, target)`` of a service volume; kind is ``bind`` or ``volume``."""
+    if isinstance(spec, dict):
+        return spec.get("type", "volume"), str(spec.get("source", "")), str(spec["target"])
+    parts = spec.split(":")
+    source, target = (parts[0], parts[1]) if len(parts) > 1 else ("", parts[0])
+    kind = "bind" if source.startswith((".", "/", "~")) else "volume"
+    return kind, source, target
+
+
+def bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> repository path of a service's bind mounts."""
+    mounts = {}
+    for spec in service.get("volumes", []):
+        kind, source, target = parse_volume(spec)
+        if kind == "bind":
+            mounts[target] = (COMPOSE_FILE.parent / source).resolve()
+    return mounts
+
+
+def shell_scripts(data: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """``(where, shell, script)`` for every inline script: ``[sh|bash, -c, script]`` commands,
+    ``entrypoint: [sh, -c]`` + command, and CMD-SHELL healthchecks."""
+    for name, svc in data["services"].items():
+        command, entrypoint = svc.get("command"), svc.get("entrypoint")
+        if isinstance(command, list) and len(command) >= 3 and command[1] in ("-c", "-ec"):
+            yield f"{name}.command", PurePosixPath(command[0]).name, command[2]
+        if isinstance(entrypoint, list) and entrypoint[-1:] == ["-c"] and isinstance(command, list):
+            yield f"{name}.command", PurePosixPath(entrypoint[0]).name, command[0]
+        test = svc.get("healthcheck", {}).get("test")
+        if isinstance(test, list) and test[:1] == ["CMD-SHELL"]:
+            yield f"{name}.healthcheck", "sh", test[1]
+
+
+def all_strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from all_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from all_strings(item)
+
+
+# --------------------------------------------------------------------------------------------------
+# (a) docker-compose.yaml
+# --------------------------------------------------------------------------------------------------
+
+
+def compose_schema_problems(data: dict[str, Any]) -> list[str]:
+    schema = compose_schema()
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = validator_cls(schema, format_checker=validator_cls.FORMAT_CHECKER)
+    return [
+        f"{'/'.join(map(str, err.absolute_path)) or '<root>'}: {err.message}"
+        for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+
+
+def depends_on_problems(data: dict[str, Any]) -> list[str]:
+    services = data["services"]
+    problems, graph = [], {}
+    for name, svc in services.items():
+        deps = svc.get("depends_on", {})
+        graph[name] = list(deps)
+        problems += [f"{name} depends on unknown service {dep!r}" for dep in deps if dep not in services]
+    # A cycle means `docker compose up` can never start any service on it.
+    state: dict[str, str] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for dep in graph.get(node, []):
+            if state.get(dep) == "open":
+                problems.append("depends_on cycle: " + " -> ".join([*path, node, dep]))
+            elif dep in graph and dep not in state:
+                visit(dep, [*path, node])
+        state[node] = "done"
+
+    for name in graph:
+        if name not in state:
+            visit(name, [])
+    return problems
+
+
+def mount_problems(data: dict[str, Any]) -> list[str]:
+    """Bind-mount sources, build contexts and Dockerfiles exist in the repository; named volumes and
+    configs are declared at the top level."""
+    problems = []
+    declared_volumes = set(data.get("volumes") or {})
+    declared_configs = set(data.get("configs") or {})
+    for name, svc in data["services"].items():
+        for spec in svc.get("volumes", []):
+            kind, source, target = parse_volume(spec)
+            if kind == "bind":
+                if not (COMPOSE_FILE.parent / source).exists():
+                    problems.append(f"{name}: bind mount source {source} does not exist")
+            elif source and source not in declared_volumes:
+                problems.append(f"{name}: named volume {source!r} (at {target}) is not declared")
+        for cfg in svc.get("configs", []):
+            cfg_name = cfg if isinstance(cfg, str) else cfg["source"]
+            if cfg_name not in declared_configs:
+                problems.append(f"{name}: config {cfg_name!r} is not declared")
+        if build := svc.get("build"):
+            build = {"context": build} if isinstance(build, str) else build
+            context = COMPOSE_FILE.parent / build.get("context", ".")
+            dockerfile = context / build.get("dockerfile", "Dockerfile")
+            if not context.is_dir():
+                problems.append(f"{name}: build context {context} does not exist")
+            elif not dockerfile.is_file():
+                problems.append(f"{name}: Dockerfile {dockerfile} does not exist")
+    for cfg_name, cfg in (data.get("configs") or {}).items():
+        if "file" in cfg and not (COMPOSE_FILE.parent / cfg["file"]).exists():
+            problems.append(f"config {cfg_name}: file {cfg['file']} does not exist")
+    return problems
+
+
+def image_reference_problem(ref: str) -> str | None:
+    """Why an image reference is not pinned, or None: it needs an explicit tag other than latest."""
+    if "@sha256:" in ref:
+        return None
+    last = ref.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return f"image {ref!r} has no tag (means :latest)"
+    if last.rsplit(":", 1)[1] == "latest":
+        return f"image {ref!r} uses the latest tag"
+    if "$" in ref:
+        return f"image {ref!r} is not a literal reference"
+    return None
+
+
+def image_problems(data: dict[str, Any]) -> list[str]:
+    problems = []
+    for name, svc in data["services"].items():
+        if "image" not in svc:
+            problems.append(f"{name}: no image (a built service needs an explicit name:tag too)")
+        elif problem := image_reference_problem(str(svc["image"])):
+            problems.append(f"{name}: {problem}")
+    return problems
+
+
+def network_problems(data: dict[str, Any]) -> list[str]:
+    """All services share one network (so service names resolve); static addresses are unique, inside
+    the subnet and outside the range Docker hands out dynamically."""
+    problems, addresses = [], {}
+    networks = data.get("networks") or {}
+    for name, svc in data["services"].items():
+        attached = svc.get("networks", ["default"])
+        attached = list(attached) if isinstance(attached, (list, dict)) else [attached]
+        if "stack" not in attached:
+            problems.append(f"{name}: not on the shared network 'stack' (its name would not resolve)")
+        if isinstance(svc.get("networks"), dict):
+            for net, cfg in svc["networks"].items():
+                if cfg and cfg.get("ipv4_address"):
+                    addresses[name] = (net, ipaddress.ip_address(cfg["ipv4_address"]))
+    seen: dict[Any, str] = {}
+    for name, (net, address) in addresses.items():
+        if address in seen:
+            problems.append(f"{name} and {seen[address]} share the address {address}")
+        seen[address] = name
+        for pool in (networks.get(net) or {}).get("ipam", {}).get("config", []):
+            if address not in ipaddress.ip_network(pool["subnet"]):
+                problems.append(f"{name}: {address} is outside the subnet {pool['subnet']}")
+            if "ip_range" in pool and address in ipaddress.ip_network(pool["ip_range"]):
+                problems.append(f"{name}: {address} is inside the dynamic ip_range {pool['ip_range']}")
+    return problems
+
+
+def interpolation_problems(data: dict[str, Any]) -> list[str]:
+    """Compose substitutes ``$VAR``/``${VAR}`` from the host in every value; a shell variable in an
+    inline script must be written ``$$VAR`` or it silently becomes the host's value (usually empty)."""
+    problems = []
+    for where, _shell, script in shell_scripts(data):
+        if "$" in script.replace("$$", ""):
+            problems.append(f"{where}: a single '$' will be interpolated by compose: {script[:60]!r}...")
+    return problems
+
+
+def script_syntax_problems(data: dict[str, Any]) -> list[str]:
+    """``bash -n`` / ``dash -n`` (for the busybox ash of the k3s image) on every inline script, after
+    compose's own unescaping of ``$$``."""
+    problems = []
+    for where, shell, script in shell_scripts(data):
+        checker = "bash" if shell == "bash" else "dash"
+        exe = shutil.which(checker)
+        if exe is None:  # pragma: no cover - both ship with Debian
+            problems.append(f"{where}: no {checker} to check the script with")
+            continue
+        result = subprocess.run(  # noqa: S603 - fixed executable, script is repository content
+            [exe, "-n"], input=script.replace("$$", "$"), capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            problems.append(f"{where}: {checker} -n: {result.stderr.strip()}")
+    return problems
+
+
+def settings_problems(data: dict[str, Any]) -> list[str]:
+    """The Airflow services carry settings the DAG accepts, the same in every Airflow container."""
+    problems = []
+    envs = {
+        name: {k: str(v) for k, v in svc.get("environment", {}).items()}
+        for name, svc in data["services"].items()
+        if name.startswith("airflow-")
+    }
+    if not envs:
+        return ["no airflow-* services"]
+    for name, env in envs.items():
+        try:
+            loaded = label_settings.load(env)
+        except ValueError as err:
+            problems.append(f"{name}: {err}")
+            continue
+        if loaded.job_runner != "kubernetes":
+            problems.append(f"{name}: LABEL_BACKFILL_JOB_RUNNER is {loaded.job_runner!r}, the stack runs k3s")
+        if not loaded.clickhouse_cluster:
+            problems.append(f"{name}: LABEL_BACKFILL_CLICKHOUSE_CLUSTER is empty, the stack is a cluster")
+    label_keys = {
+        k: v for k, v in airflow_env(data).items() if k.startswith(("LABEL_BACKFILL_", "AIRFLOW_CONN_"))
+    }
+    for name, env in envs.items():
+        for key, value in label_keys.items():
+            if env.get(key) != value:
+                problems.append(f"{name}: {key} differs from airflow-scheduler's")
+    return problems
+
+
+def connection_problems(data: dict[str, Any]) -> list[str]:
+    """The AIRFLOW_CONN_* JSON parses, has the type the hooks expect and names a compose service; the
+    kubeconfig path is where k3s-setup writes it, on a volume the Airflow services mount."""
+    problems = []
+    env = airflow_env(data)
+    services = data["services"]
+    expected = {
+        "AIRFLOW_CONN_" + label_settings.POSTGRES_CONN_ID.upper(): "postgres",
+        "AIRFLOW_CONN_" + label_settings.CLICKHOUSE_CONN_ID.upper(): "clickhouse",
+        "AIRFLOW_CONN_" + label_settings.KUBERNETES_CONN_ID.upper(): "kubernetes",
+    }
+    conns = {}
+    for key, conn_type in expected.items():
+        try:
+            conns[key] = conn = json.loads(env[key])
+        except (KeyError, json.JSONDecodeError) as err:
+            problems.append(f"{key}: missing or not JSON ({err})")
+            continue
+        if conn.get("conn_type") != conn_type:
+            problems.append(f"{key}: conn_type {conn.get('conn_type')!r}, expected {conn_type!r}")
+        if conn_type != "kubernetes" and conn.get("host") not in services:
+            problems.append(f"{key}: host {conn.get('host')!r} is not a compose service")
+    kube = conns.get("AIRFLOW_CONN_" + label_settings.KUBERNETES_CONN_ID.upper())
+    if kube:
+        path = PurePosixPath(kube.get("extra", {}).get("kube_config_path", ""))
+        scheduler_volumes = {
+            target: source
+            for kind, source, target in map(parse_volume, services["airflow-scheduler"].get("volumes", []))
+            if kind == "volume"
+        }
+        volume = scheduler_volumes.get(str(path.parent))
+        setup = services.get("k3s-setup", {})
+        setup_targets = {
+            source: target
+            for kind, source, target in map(parse_volume, setup.get("volumes", []))
+            if kind == "volume"
+        }
+        if volume is None:
+            problems.append(f"kube_config_path {path} is not on a named volume of airflow-scheduler")
+        elif volume not in setup_targets:
+            problems.append(f"k3s-setup does not mount the volume {volume!r} that holds {path}")
+        elif f"{setup_targets[volume]}/{path.name}" not in "".join(all_strings(setup.get("command"))):
+            problems.append(f"k3s-setup never writes {setup_targets[volume]}/{path.name}")
+    return problems
+
+
+def test_compose_file_validates_against_the_compose_specification():
+    assert compose_schema()["title"] == "Compose Specification"
+    assert compose_schema_problems(compose()) == []
+
+
+def test_compose_depends_on_targets_exist_without_cycles():
+    assert depends_on_problems(compose()) == []
+
+
+def test_compose_mount_sources_build_contexts_and_declarations_exist():
+    assert mount_problems(compose()) == []
+
+
+def test_compose_images_are_pinned():
+    assert image_problems(compose()) == []
+
+
+def test_compose_network_and_static_addresses():
+    assert network_problems(compose()) == []
+
+
+def test_compose_inline_scripts_escape_dollars_and_parse():
+    data = compose()
+    assert list(shell_scripts(data)), "expected inline scripts (seed, k3s-setup, airflow-init, healthchecks)"
+    assert interpolation_problems(data) == []
+    assert script_syntax_problems(data) == []
+
+
+def test_compose_airflow_settings_and_connections():
+    data = compose()
+    assert settings_problems(data) == []
+    assert connection_problems(data) == []
+
+
+def test_compose_has_the_stack_the_docs_describe():
+    services = compose()["services"]
+    expected = {
+        "postgres", "clickhouse-keeper", "clickhouse-s1", "clickhouse-s2", "seed", "label-conversations-image",
+        "k3s", "k3s-setup", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+        "airflow-triggerer",
+    }  # fmt: skip
+    assert expected <= set(services)
+    for name in expected - {"airflow-init", "seed", "label-conversations-image", "k3s-setup"}:
+        assert "healthcheck" in services[name], f"{name} has no healthcheck"
+    assert services["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    seed = " ".join(services["seed"]["command"])
+    assert "label_backfill.dev.simulate" in seed and "--clickhouse-cluster" in seed
+
+
+# (mutation, check, text the problems must contain)
+COMPOSE_BREAKAGES = [
+    (lambda d: d["services"]["postgres"].update(imagee="x"), compose_schema_problems, "imagee"),
+    (lambda d: d["services"]["k3s-setup"]["depends_on"]["k3s"].update(condition="service_ready"),
+     compose_schema_problems, "service_ready"),
+    (lambda d: d["services"]["seed"]["depends_on"].update(redis={"condition": "service_healthy"}),
+     depends_on_problems, "unknown service 'redis'"),
+    (lambda d: d["services"]["postgres"].update(depends_on={"seed": {"condition": "service_started"}}),
+     depends_on_problems, "cycle"),
+    (lambda d: d["services"]["clickhouse-s1"]["volumes"].append("./include/clickhouse/nope.xml:/etc/x.xml:ro"),
+     mount_problems, "does not exist"),
+    (lambda d: d["services"]["k3s"]["volumes"].append("undeclared:/data"), mount_problems, "not declared"),
+    (lambda d: d["services"]["seed"]["build"].update(dockerfile="docker/nope/Dockerfile"),
+     mount_problems, "Dockerfile"),
+    (lambda d: d["services"]["postgres"].update(image="postgres"), image_problems, "no tag"),
+    (lambda d: d["services"]["k3s"].update(image="rancher/k3s:latest"), image_problems, "latest"),
+    (lambda d: d["services"]["k3s"].update(networks=["default"]), network_problems, "shared network"),
+    (lambda d: d["services"]["clickhouse-s2"]["networks"]["stack"].update(ipv4_address="172.29.57.21"),
+     network_problems, "share the address"),
+    (lambda d: d["services"]["postgres"]["networks"]["stack"].update(ipv4_address="172.29.57.200"),
+     network_problems, "dynamic ip_range"),
+    (lambda d: d["services"]["seed"]["command"].__setitem__(2, "echo $HOME"), interpolation_problems,
+     "single '$'"),
+    (lambda d: d["services"]["seed"]["command"].__setitem__(2, "if true; then echo"), script_syntax_problems,
+     "bash -n"),
+    (lambda d: d["services"]["airflow-triggerer"]["environment"].update(LABEL_BACKFILL_JOB_RUNNER="docker"),
+     settings_problems, "LABEL_BACKFILL_JOB_RUNNER"),
+    (lambda d: d["services"]["airflow-apiserver"]["environment"].update(LABEL_BACKFILL_CLICKHOUSE_CLUSTER="x"),
+     settings_problems, "differs"),
+    (lambda d: d["services"]["airflow-scheduler"]["environment"].update(
+        AIRFLOW_CONN_CLICKHOUSE_CONVERSATIONS='{"conn_type": "clickhouse", "host": "clickhouse-s9"}'),
+     connection_problems, "not a compose service"),
+    (lambda d: d["services"]["airflow-scheduler"]["environment"].update(
+        AIRFLOW_CONN_KUBERNETES_DEFAULT='{"conn_type": "kubernetes", "extra": {"kube_config_path": "/x/k.yaml"}}'),
+     connection_problems, "not on a named volume"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "mutate, check, expected", COMPOSE_BREAKAGES, ids=[case[-1] for case in COMPOSE_BREAKAGES]
+)
+def test_compose_checks_catch_breakage(mutate, check, expected):
+    data = compose()
+    assert check(data) == [], "the real compose file must pass before it is broken"
+    mutate(data)
+    problems = check(data)
+    assert any(expected in p for p in problems), problems
+
+
+# --------------------------------------------------------------------------------------------------
+# (a) Dockerfiles
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    args: str
+
+
+def parse_dockerfile(text: str) -> list[Instruction]:
+    """Instructions with continuation lines joined and comments dropped (enough for these files)."""
+    instructions, pending = [], ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if pending and stripped.startswith("#"):
+            continue
+        pending += " " + stripped.rstrip("\\").strip() if pending else stripped.rstrip("\\").strip()
+        if not stripped.endswith("\\"):
+            keyword, _, args = pending.partition(" ")
+            instructions.append(Instruction(keyword.upper(), args.strip()))
+            pending = ""
+    return instructions
+
+
+def dockerfile_problems(text: str, context: Path) -> list[str]:
+    known = {"FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "ENTRYPOINT", "CMD", "LABEL",
+             "EXPOSE", "VOLUME", "HEALTHCHECK", "SHELL", "STOPSIGNAL", "ONBUILD"}  # fmt: skip
+    problems = []
+    instructions = parse_dockerfile(text)
+    if not instructions or instructions[0].keyword not in ("FROM", "ARG"):
+        problems.append("a Dockerfile must start with FROM")
+    for ins in instructions:
+        if ins.keyword not in known:
+            problems.append(f"unknown instruction {ins.keyword}")
+        elif ins.keyword == "FROM":
+            if problem := image_reference_problem(ins.args.split()[0]):
+                problems.append(f"FROM: {problem}")
+        elif ins.keyword in ("COPY", "ADD"):
+            words = [w for w in ins.args.split() if not w.startswith("--")]
+            if any(w.startswith("--from") for w in ins.args.split()):
+                continue
+            for source in words[:-1]:
+                if not (context / source).exists():
+                    problems.append(f"{ins.keyword} source {source} is not in the build context {context}")
+        elif ins.keyword in ("ENTRYPOINT", "CMD") and ins.args.startswith("["):
+            try:
+                json.loads(ins.args)
+            except json.JSONDecodeError:
+                problems.append(f"{ins.keyword} exec form is not valid JSON: {ins.args}")
+    users = [ins.args for ins in instructions if ins.keyword == "USER"]
+    if not users or users[-1].split(":")[0] in ("root", "0"):
+        problems.append("the image must end with a non-root USER")
+    return problems
+
+
+def test_dockerfiles_are_pinned_and_copy_only_what_the_context_has():
+    # build contexts as docker-compose.yaml (airflow) and the label-conversations-image service use them
+    assert dockerfile_problems(AIRFLOW_DOCKERFILE.read_text(), REPO) == []
+    assert dockerfile_problems(JOB_DOCKERFILE.read_text(), JOB_DOCKERFILE.parent) == []
+
+
+def test_airflow_dockerfile_matches_the_pinned_airflow_and_installs_the_project():
+    instructions = parse_dockerfile(AIRFLOW_DOCKERFILE.read_text())
+    pinned = re.search(r"^apache-airflow==(\S+)$", (REPO / "requirements.txt").read_text(), re.M)
+    assert pinned, "requirements.txt pins apache-airflow"
+    assert instructions[0] == Instruction("FROM", f"apache/airflow:{pinned.group(1)}-python3.11")
+    runs = [
+        (i, ins.args)
+        for i, ins in enumerate(instructions)
+        if ins.keyword == "RUN" and "pip install" in ins.args
+    ]
+    requirements_run = next(args for _, args in runs if "-r requirements.txt" in args)
+    assert "-c constraints.txt" in requirements_run
+    assert any("--no-deps" in args and "-e ." in args for _, args in runs)
+    # pip runs as the airflow user (the official image's rule), never as root
+    for index, _ in runs:
+        user = [ins.args for ins in instructions[:index] if ins.keyword == "USER"]
+        assert user and user[-1] == "airflow"
+    env = dict(
+        item.split("=", 1) for ins in instructions if ins.keyword == "ENV" for item in ins.args.split()
+    )
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/project/dags"
+    # Not the project's plugins/: Airflow's loader would import plugins/label_backfill/kubernetes.py as the
+    # top-level module `kubernetes` and shadow the Kubernetes client (see the Dockerfile's comment).
+    assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == "/opt/airflow/plugins"
+    # compose's live-edit bind mounts land exactly where the Dockerfile copied the same directories
+    project = "/opt/airflow/project/"
+    copied = {
+        project + dest.removeprefix("./"): src
+        for ins in instructions
+        if ins.keyword == "COPY"
+        for *sources, dest in [[w for w in ins.args.split() if not w.startswith("--")]]
+        for src in sources
+        if dest != "./"
+    }
+    mounts = bind_mounts(compose()["services"]["airflow-scheduler"])
+    project_mounts = {target: source for target, source in mounts.items() if target.startswith(project)}
+    assert project_mounts, "the Airflow services bind-mount the working tree"
+    for target, source in project_mounts.items():
+        assert target in copied and (REPO / copied[target]).resolve() == source, target
+
+
+def test_compose_builds_the_dockerfiles_with_the_contexts_checked_here():
+    services = compose()["services"]
+    for name in ("airflow-scheduler", "seed", "airflow-init"):
+        build = services[name]["build"]
+        assert (COMPOSE_FILE.parent / build["context"]).resolve() == REPO
+        assert (REPO / build["dockerfile"]).resolve() == AIRFLOW_DOCKERFILE
+    builder = services["label-conversations-image"]
+    assert bind_mounts(builder)["/src"] == JOB_DOCKERFILE.parent
+    assert "--local=context=/src" in builder["command"] and "--local=dockerfile=/src" in builder["command"]
+
+
+def test_job_dockerfile_runs_the_reference_job_as_the_cronjob_user():
+    instructions = parse_dockerfile(JOB_DOCKERFILE.read_text())
+    assert instructions[0].args.startswith("python:3.11-slim")
+    entry = [json.loads(ins.args) for ins in instructions if ins.keyword in ("ENTRYPOINT", "CMD")]
+    assert ["python", "-m", "label_conversations"] in entry
+    cronjob = _find(k8s_docs(), "CronJob")
+    pod_security = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["securityContext"]
+    user = [ins.args for ins in instructions if ins.keyword == "USER"][-1]
+    assert user.split(":")[0] == str(pod_security["runAsUser"])
+
+
+# (Dockerfile text, text the problems must contain)
+DOCKERFILE_BREAKAGES = [
+    ("FROM python:latest\nUSER 1\n", "latest"),
+    ("FROM python\nUSER 1\n", "no tag"),
+    ("FROM python:3.11-slim\nCOPY missing.txt ./\nUSER 1\n", "not in the build context"),
+    ("FROM python:3.11-slim\nENTRYPOINT [python, -m]\nUSER 1\n", "not valid JSON"),
+    ("FROM python:3.11-slim\nRUN true\n", "non-root USER"),
+    ("FROM python:3.11-slim\nCOPPY a b\nUSER 1\n", "unknown instruction"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text, expected", DOCKERFILE_BREAKAGES, ids=[case[-1] for case in DOCKERFILE_BREAKAGES]
+)
+def test_dockerfile_checks_catch_breakage(text, expected):
+    problems = dockerfile_problems(text, JOB_DOCKERFILE.parent)
+    assert any(expected in p for p in problems), problems
+
+
+# --------------------------------------------------------------------------------------------------
+# (b) include/k8s
+# --------------------------------------------------------------------------------------------------
+
+
+def _find(docs: list[tuple[str, dict[str, Any]]], kind: str, name: str | None = None) -> dict[str, Any]:
+    matches = [
+        d for _, d in docs if d.get("kind") == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+    assert len(matches) == 1, f"expected one {kind} {name or ''} in include/k8s, found {len(matches)}"
+    return matches[0]
+
+
+def kubernetes_version(data: dict[str, Any]) -> str:
+    """The Kubernetes minor the compose stack runs (the k3s image tag), as kubernetes-validate names it."""
+    (k3s,) = [
+        svc["image"] for svc in data["services"].values() if svc.get("image", "").startswith(K3S_IMAGE + ":")
+    ][:1]
+    match = re.fullmatch(rf"{re.escape(K3S_IMAGE)}:v(\d+)\.(\d+)\.\d+-k3s\d+", k3s)
+    assert match, f"unexpected k3s image tag {k3s}"
+    return f"{match.group(1)}.{match.group(2)}.0"
+
+
+def manifest_schema_problems(docs: list[tuple[str, dict[str, Any]]], version: str) -> list[str]:
+    problems = []
+    for filename, doc in docs:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            problems.append(
+                f"{filename} {doc.get('kind')}/{doc.get('metadata', {}).get('name')}: {err.message}"
+            )
+        except kubernetes_validate.SchemaNotFoundError as err:
+            problems.append(f"{filename}: no schema for {doc.get('apiVersion')} {doc.get('kind')} ({err})")
+    return problems
+
+
+def _pod_spec(cronjob: dict[str, Any]) -> dict[str, Any]:
+    return cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def cronjob_problems(docs: list[tuple[str, dict[str, Any]]], conf: label_settings.Settings) -> list[str]:
+    """The CronJob the kubernetes runner copies: names from the DAG settings, the secret, no retries."""
+    problems = []
+    cronjobs = [d for _, d in docs if d.get("kind") == "CronJob" and d["metadata"]["name"] == conf.cronjob]
+    if len(cronjobs) != 1:
+        return [f"no CronJob named {conf.cronjob!r} (LABEL_BACKFILL_CRONJOB)"]
+    cronjob = cronjobs[0]
+    if cronjob["metadata"].get("namespace", "default") != conf.k8s_namespace:
+        problems.append(f"CronJob is not in namespace {conf.k8s_namespace!r} (LABEL_BACKFILL_K8S_NAMESPACE)")
+    spec, pod = cronjob["spec"], _pod_spec(cronjob)
+    if spec.get("concurrencyPolicy") != "Forbid":
+        problems.append("concurrencyPolicy must be Forbid (two runs would write the same window twice)")
+    if spec["jobTemplate"]["spec"].get("backoffLimit") != 0:
+        problems.append("backoffLimit must be 0 (a retry re-inserts rows: duplicates)")
+    if pod.get("restartPolicy") != "Never":
+        problems.append("restartPolicy must be Never")
+    containers = {c["name"]: c for c in pod.get("containers", [])}
+    container = containers.get(conf.k8s_container)
+    if container is None:
+        return [*problems, f"no container named {conf.k8s_container!r} (LABEL_BACKFILL_K8S_CONTAINER)"]
+    if container.get("imagePullPolicy") not in ("Never", "IfNotPresent"):
+        problems.append("imagePullPolicy must be Never/IfNotPresent: the image is imported, not pulled")
+    resources = container.get("resources", {})
+    if not resources.get("requests") or not resources.get("limits", {}).get("memory"):
+        problems.append("the job container needs resource requests and a memory limit")
+    secret_refs = [e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e]
+    if not secret_refs:
+        problems.append("the job container takes no envFrom secretRef")
+    secrets = {d["metadata"]["name"]: d for _, d in docs if d.get("kind") == "Secret"}
+    for ref in secret_refs:
+        if ref not in secrets:
+            problems.append(f"envFrom secret {ref!r} is not defined in include/k8s")
+            continue
+        keys = set(secrets[ref].get("stringData", {})) | set(secrets[ref].get("data", {}))
+        for env_name in (
+            label_job.ENV_POSTGRES_DSN,
+            label_job.ENV_CLICKHOUSE_DSN,
+            label_job.ENV_CLICKHOUSE_TABLE,
+        ):
+            if env_name not in keys:
+                problems.append(f"secret {ref!r} lacks {env_name} (the job's environment contract)")
+    return problems
+
+
+def secret_dsns(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    cronjob = next(d for _, d in docs if d.get("kind") == "CronJob")
+    container = _pod_spec(cronjob)["containers"][0]
+    refs = {e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e}
+    values: dict[str, str] = {}
+    for _, doc in docs:
+        if doc.get("kind") == "Secret" and doc["metadata"]["name"] in refs:
+            values.update(doc.get("stringData", {}))
+    return values
+
+
+def pod_network_problems(docs: list[tuple[str, dict[str, Any]]], data: dict[str, Any]) -> list[str]:
+    """Every host in the job's DSNs resolves in the pod: a hostAlias pinned to that compose service's
+    static address."""
+    problems = []
+    cronjob = next(d for _, d in docs if d.get("kind") == "CronJob")
+    aliases = {h: a["ip"] for a in _pod_spec(cronjob).get("hostAliases", []) for h in a["hostnames"]}
+    for host, ip in aliases.items():
+        svc = data["services"].get(host)
+        static = (svc or {}).get("networks", {})
+        static = static.get("stack", {}).get("ipv4_address") if isinstance(static, dict) else None
+        if svc is None:
+            problems.append(f"hostAlias {host} is not a compose service")
+        elif static != ip:
+            problems.append(f"hostAlias {host} -> {ip}, but compose gives it {static}")
+    dsns = secret_dsns(docs)
+    for key in (label_job.ENV_POSTGRES_DSN, label_job.ENV_CLICKHOUSE_DSN):
+        host = urlsplit(dsns.get(key, "")).hostname
+        if host not in aliases:
+            problems.append(f"{key} host {host!r} has no hostAlias: the pod cannot resolve it")
+    image = _pod_spec(cronjob)["containers"][0]["image"]
+    builder = " ".join(all_strings(data["services"].get("label-conversations-image", {}).get("command")))
+    built = re.search(r"name=(?:docker\.io/library/)?([^,\s]+)", builder)
+    if not built or built.group(1) != image:
+        problems.append(
+            f"the CronJob runs {image!r} but label-conversations-image builds {built and built.group(1)}"
+        )
+    return problems
+
+
+def _rule_allows(rule: dict[str, Any], verb: str, group: str, resource: str, name: str | None) -> bool:
+    def has(values: list[str], value: str) -> bool:
+        return "*" in values or value in values
+
+    if not (has(rule.get("verbs", []), verb) and has(rule.get("apiGroups", []), group)):
+        return False
+    if not has(rule.get("resources", []), resource):
+        return False
+    names = rule.get("resourceNames")
+    return not names or (name is not None and name in names)
+
+
+def rbac_problems(docs: list[tuple[str, dict[str, Any]]], conf: label_settings.Settings) -> list[str]:
+    """A ServiceAccount bound to a Role that lets the kubernetes runner do its work."""
+    problems = []
+    required = [("get", "batch", "cronjobs", conf.cronjob)]
+    required += [(verb, "batch", "jobs", None) for verb in ("create", "get", "list", "watch", "delete")]
+    required += [(verb, "", res, None) for res in ("pods", "pods/log") for verb in ("get", "list", "watch")]
+    accounts = {d["metadata"]["name"] for _, d in docs if d.get("kind") == "ServiceAccount"}
+    roles = {d["metadata"]["name"]: d for _, d in docs if d.get("kind") == "Role"}
+    bindings = [d for _, d in docs if d.get("kind") == "RoleBinding"]
+    bound = [
+        (roles.get(b["roleRef"]["name"]), s["name"])
+        for b in bindings
+        for s in b.get("subjects", [])
+        if b["roleRef"]["kind"] == "Role" and s.get("kind") == "ServiceAccount"
+    ]
+    bound = [(role, sa) for role, sa in bound if role is not None and sa in accounts]
+    if not bound:
+        return ["no RoleBinding binds a Role in include/k8s to a ServiceAccount in include/k8s"]
+    for role, sa in bound:
+        if role["metadata"].get("namespace", "default") != conf.k8s_namespace:
+            problems.append(f"Role {role['metadata']['name']} is not in {conf.k8s_namespace!r}")
+        for verb, group, resource, name in required:
+            if not any(_rule_allows(r, verb, group, resource, name) for r in role.get("rules", [])):
+                what = f"{resource}/{name}" if name else resource
+                problems.append(f"ServiceAccount {sa} may not {verb} {group or 'core'} {what}")
+    tokens = [
+        (i, d) for i, (_, d) in enumerate(docs)
+        if d.get("kind") == "Secret" and d.get("type") == "kubernetes.io/service-account-token"
+    ]  # fmt: skip
+    for index, token in tokens:
+        sa = token["metadata"].get("annotations", {}).get("kubernetes.io/service-account.name")
+        sa_index = next((i for i, (_, d) in enumerate(docs) if d.get("kind") == "ServiceAccount"
+                         and d["metadata"]["name"] == sa), None)  # fmt: skip
+        if sa_index is None:
+            problems.append(
+                f"token Secret {token['metadata']['name']} names an unknown ServiceAccount {sa!r}"
+            )
+        elif sa_index > index:
+            problems.append(f"token Secret {token['metadata']['name']} is applied before its ServiceAccount")
+    return problems
+
+
+def test_k8s_manifests_validate_against_the_stack_kubernetes_version():
+    version = kubernetes_version(compose())
+    assert version in kubernetes_validate.utils.all_versions(), (
+        f"kubernetes-validate has no schemas for {version}"
+    )
+    docs = k8s_docs()
+    assert {d["kind"] for _, d in docs} >= {"CronJob", "Secret", "ServiceAccount", "Role", "RoleBinding"}
+    assert manifest_schema_problems(docs, version) == []
+
+
+def test_cronjob_matches_the_dag_settings_defaults_and_the_compose_settings():
+    docs = k8s_docs()
+    assert cronjob_problems(docs, label_settings.load({})) == []
+    assert cronjob_problems(docs, label_settings.load(airflow_env(compose()))) == []
+    assert label_settings.load({}).k8s_container == "label-conversations"
+
+
+def test_cronjob_pods_reach_the_compose_services_and_run_the_built_image():
+    assert pod_network_problems(k8s_docs(), compose()) == []
+
+
+def test_rbac_grants_what_the_kubernetes_runner_needs():
+    docs = k8s_docs()
+    assert rbac_problems(docs, label_settings.load({})) == []
+    assert rbac_problems(docs, label_settings.load(airflow_env(compose()))) == []
+    # k3s-setup turns this account's token into Airflow's kubeconfig and checks its rights as it
+    setup = " ".join(all_strings(compose()["services"]["k3s-setup"]["command"]))
+    token = next(d for _, d in docs if d.get("type") == "kubernetes.io/service-account-token")
+    account = token["metadata"]["annotations"]["kubernetes.io/service-account.name"]
+    assert token["metadata"]["name"] in setup and f"system:serviceaccount:default:{account}" in setup
+
+
+def _cronjob_of(docs):
+    return next(d for _, d in docs if d.get("kind") == "CronJob")
+
+
+def _role_of(docs):
+    return next(d for _, d in docs if d.get("kind") == "Role")
+
+
+# (mutation, check, text the problems must contain)
+K8S_BREAKAGES = [
+    (lambda docs, _: _cronjob_of(docs)["spec"]["jobTemplate"]["spec"].update(backoffLimit="zero"),
+     "schema", "'zero' is not of type 'integer'"),
+    (lambda docs, _: _cronjob_of(docs)["spec"].update(schedule_="*/15 * * * *"), "schema", "schedule_"),
+    (lambda docs, _: _pod_spec(_cronjob_of(docs))["containers"][0].update(name="labeler"),
+     "cronjob", "no container named 'label-conversations'"),
+    (lambda docs, _: _pod_spec(_cronjob_of(docs))["containers"][0].pop("envFrom"), "cronjob", "envFrom"),
+    (lambda docs, _: _cronjob_of(docs)["metadata"].update(name="cron-other"), "cronjob", "no CronJob"),
+    (lambda docs, _: _cronjob_of(docs)["spec"].update(concurrencyPolicy="Allow"), "cronjob", "Forbid"),
+    (lambda docs, _: next(d for _, d in docs if d["metadata"]["name"] == "label-conversations-db")[
+        "stringData"].pop("LABEL_CONVERSATIONS_CLICKHOUSE_DSN"), "cronjob", "LABEL_CONVERSATIONS_CLICKHOUSE_DSN"),
+    (lambda docs, _: _pod_spec(_cronjob_of(docs))["hostAliases"][0].update(ip="172.29.57.99"),
+     "network", "compose gives it"),
+    (lambda docs, _: _pod_spec(_cronjob_of(docs))["hostAliases"].append(
+        {"ip": "172.29.57.23", "hostnames": ["clickhouse-s3"]}), "network", "not a compose service"),
+    (lambda docs, _: _pod_spec(_cronjob_of(docs))["hostAliases"].pop(0), "network", "has no hostAlias"),
+    (lambda docs, _: _pod_spec(_cronjob_of(docs))["containers"][0].update(image="label-conversations:prod"),
+     "network", "builds"),
+    (lambda docs, _: _role_of(docs)["rules"][1]["verbs"].remove("delete"), "rbac", "may not delete batch jobs"),
+    (lambda docs, _: _role_of(docs)["rules"][0].update(resourceNames=["other"]), "rbac", "get batch cronjobs"),
+    (lambda docs, _: _role_of(docs)["rules"][4]["resources"].remove("pods/log"), "rbac", "pods/log"),
+    (lambda docs, _: next(d for _, d in docs if d.get("kind") == "RoleBinding")["subjects"][0].update(
+        name="someone-else"), "rbac", "no RoleBinding"),
+    (lambda docs, _: docs.reverse(), "rbac", "before its ServiceAccount"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("mutate, check, expected", K8S_BREAKAGES, ids=[case[-1] for case in K8S_BREAKAGES])
+def test_k8s_checks_catch_breakage(mutate, check, expected):
+    data = compose()
+    conf = label_settings.load({})
+    version = kubernetes_version(data)
+    checks = {
+        "schema": lambda docs: manifest_schema_problems(docs, version),
+        "cronjob": lambda docs: cronjob_problems(docs, conf),
+        "network": lambda docs: pod_network_problems(docs, data),
+        "rbac": lambda docs: rbac_problems(docs, conf),
+    }
+    docs = k8s_docs()
+    assert checks[check](docs) == [], "the real manifests must pass before they are broken"
+    mutate(docs, data)
+    problems = checks[check](docs)
+    assert any(expected in p for p in problems), problems
+
+
+# --------------------------------------------------------------------------------------------------
+# (c) include/clickhouse
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClickHouseSetup:
+    """What the checks need from the XML files, as plain data (so tests can break it)."""
+
+    # cluster name -> shards, each {"internal_replication": bool, "replicas": [(host, port), ...]}
+    clusters: dict[str, list[dict[str, Any]]]
+    zookeeper: list[tuple[str, int]]
+    keeper_port: int
+    keeper_raft_hosts: list[str]
+    macros: dict[str, dict[str, str]] = field(default_factory=dict)  # compose service -> macros it mounts
+    users: dict[str, str] = field(default_factory=dict)  # user -> password
+
+
+def _xml(path: Path) -> ET.Element:
+    return ET.parse(path).getroot()  # noqa: S314 - repository files, not untrusted input
+
+
+def load_clickhouse_setup(data: dict[str, Any]) -> ClickHouseSetup:
+    config = _xml(CLICKHOUSE_DIR / "config.d" / "cluster.xml")
+    clusters = {}
+    for cluster in config.find("remote_servers") or []:
+        clusters[cluster.tag] = [
+            {
+                "internal_replication": (shard.findtext("internal_replication") or "").strip().lower()
+                == "true",
+                "replicas": [(r.findtext("host"), int(r.findtext("port"))) for r in shard.findall("replica")],
+            }
+            for shard in cluster.findall("shard")
+        ]
+    zookeeper = [(n.findtext("host"), int(n.findtext("port"))) for n in config.findall("zookeeper/node")]
+    keeper = _xml(CLICKHOUSE_DIR / "keeper.xml")
+    setup = ClickHouseSetup(
+        clusters=clusters,
+        zookeeper=zookeeper,
+        keeper_port=int(keeper.findtext("keeper_server/tcp_port")),
+        keeper_raft_hosts=[
+            s.findtext("hostname") for s in keeper.findall("keeper_server/raft_configuration/server")
+        ],
+    )
+    for name, svc in services_with_image(data, CLICKHOUSE_SERVER_IMAGE).items():
+        for target, source in bind_mounts(svc).items():
+            root = _xml(source) if source.suffix == ".xml" and source.is_file() else None
+            if root is None:
+                continue
+            if target.startswith("/etc/clickhouse-server/config.d/") and root.find("macros") is not None:
+                setup.macros[name] = {m.tag: (m.text or "").strip() for m in root.find("macros")}
+            if target.startswith("/etc/clickhouse-server/users.d/"):
+                for user in root.find("users") or []:
+                    setup.users[user.tag] = user.findtext("password") or ""
+    return setup
+
+
+def clickhouse_problems(setup: ClickHouseSetup, data: dict[str, Any]) -> list[str]:
+    problems = []
+    cluster_name = airflow_env(data).get("LABEL_BACKFILL_CLICKHOUSE_CLUSTER", "")
+    servers = services_with_image(data, CLICKHOUSE_SERVER_IMAGE)
+    keepers = services_with_image(data, CLICKHOUSE_KEEPER_IMAGE)
+    shards = setup.clusters.get(cluster_name)
+    if shards is None:
+        return [f"cluster {cluster_name!r} (LABEL_BACKFILL_CLICKHOUSE_CLUSTER) is not in <remote_servers>"]
+    if len(shards) != 2:
+        problems.append(f"cluster {cluster_name} has {len(shards)} shards, the stack runs 2")
+    hosts = []
+    for number, shard in enumerate(shards, 1):
+        if not shard["internal_replication"]:
+            problems.append(f"shard {number}: internal_replication must be true (replicated tables)")
+        if not shard["replicas"]:
+            problems.append(f"shard {number} has no replica")
+        for host, port in shard["replicas"]:
+            hosts.append(host)
+            if host not in servers:
+                problems.append(f"shard {number}: {host} is not a compose ClickHouse server service")
+            elif servers[host].get("hostname", host) != host:
+                problems.append(f"{host}: compose hostname differs, ON CLUSTER would not find itself")
+            if port != 9000:
+                problems.append(f"shard {number}: {host}:{port} is not the native port 9000")
+    if sorted(hosts) != sorted(servers):
+        problems.append(f"cluster hosts {sorted(hosts)} != ClickHouse services {sorted(servers)}")
+    # every server: its own macros (distinct shard + replica), and every macro the replicated DDL uses
+    needed = set(re.findall(r"\{(\w+)\}", REPLICATED_DDL.read_text())) - BUILTIN_MACROS
+    for name in servers:
+        if name not in setup.macros:
+            problems.append(f"{name} mounts no macros file into config.d")
+            continue
+        missing = needed - set(setup.macros[name])
+        if missing:
+            problems.append(
+                f"{name}: macros {sorted(missing)} used by create_table_replicated.sql are undefined"
+            )
+    for macro in ("shard", "replica"):
+        values = [m.get(macro) for m in setup.macros.values()]
+        if len(set(values)) != len(values):
+            problems.append(f"two servers share the {macro} macro value: {values}")
+    # Keeper
+    if not setup.zookeeper:
+        problems.append("no <zookeeper> node: replicated tables and ON CLUSTER need Keeper")
+    for host, port in setup.zookeeper:
+        if host not in keepers:
+            problems.append(f"<zookeeper> host {host} is not a compose clickhouse-keeper service")
+        if port != setup.keeper_port:
+            problems.append(f"<zookeeper> port {port} != keeper tcp_port {setup.keeper_port}")
+    for host in setup.keeper_raft_hosts:
+        if host not in keepers:
+            problems.append(f"keeper raft member {host} is not a compose clickhouse-keeper service")
+    for name, svc in keepers.items():
+        if bind_mounts(svc).get("/etc/clickhouse-keeper/keeper_config.xml") != (
+            CLICKHOUSE_DIR / "keeper.xml"
+        ):
+            problems.append(f"{name} does not mount include/clickhouse/keeper.xml as its keeper_config.xml")
+    return problems
+
+
+def credential_problems(
+    setup: ClickHouseSetup, data: dict[str, Any], docs: list[tuple[str, Any]]
+) -> list[str]:
+    """Every ClickHouse / Postgres credential in the stack is one the servers actually create."""
+    problems = []
+    env = airflow_env(data)
+    seed_env = {k: str(v) for k, v in data["services"]["seed"]["environment"].items()}
+    dsns = secret_dsns(docs)
+    ch_conn = json.loads(env["AIRFLOW_CONN_CLICKHOUSE_CONVERSATIONS"])
+    clickhouse_users = {"airflow connection": (ch_conn.get("login"), ch_conn.get("password"))}
+    for where, dsn in (
+        ("seed", seed_env["SEED_CLICKHOUSE_DSN"]),
+        ("k8s secret", dsns[label_job.ENV_CLICKHOUSE_DSN]),
+    ):
+        parts = urlsplit(dsn)
+        clickhouse_users[where] = (parts.username, parts.password)
+        if parts.hostname not in services_with_image(data, CLICKHOUSE_SERVER_IMAGE) or parts.port != 8123:
+            problems.append(f"{where}: ClickHouse DSN does not point at a server's HTTP port: {parts.netloc}")
+    for where, (user, password) in clickhouse_users.items():
+        if setup.users.get(user) != password:
+            problems.append(f"{where}: ClickHouse user {user!r} with that password is not in users.d")
+    init = data["configs"]["postgres-init"]["content"]
+    roles = dict(re.findall(r"CREATE ROLE (\w+) LOGIN PASSWORD '([^']*)'", init))
+    databases = set(re.findall(r"CREATE DATABASE (\w+)", init))
+    pg_conn = json.loads(env["AIRFLOW_CONN_POSTGRES_CONVERSATIONS"])
+    postgres = {"airflow connection": (pg_conn.get("login"), pg_conn.get("password"), pg_conn.get("schema"))}
+    for where, dsn in (
+        ("seed", seed_env["SEED_POSTGRES_DSN"]),
+        ("k8s secret", dsns[label_job.ENV_POSTGRES_DSN]),
+    ):
+        parts = urlsplit(dsn)
+        postgres[where] = (parts.username, parts.password, parts.path.lstrip("/"))
+    for where, (user, password, database) in postgres.items():
+        if roles.get(user) != password:
+            problems.append(
+                f"{where}: Postgres role {user!r} with that password is not created by postgres-init"
+            )
+        if database not in databases:
+            problems.append(f"{where}: Postgres database {database!r} is not created by postgres-init")
+    return problems
+
+
+def test_clickhouse_cluster_macros_and_keeper_match_the_compose_services():
+    data = compose()
+    setup = load_clickhouse_setup(data)
+    assert airflow_env(data)["LABEL_BACKFILL_CLICKHOUSE_CLUSTER"] in setup.clusters
+    assert clickhouse_problems(setup, data) == []
+
+
+def test_clickhouse_and_postgres_credentials_are_the_ones_the_servers_create():
+    data = compose()
+    assert credential_problems(load_clickhouse_setup(data), data, k8s_docs()) == []
+
+
+def _shard(setup: ClickHouseSetup, index: int) -> dict[str, Any]:
+    return setup.clusters["conversations"][index]
+
+
+# (mutation, text the problems must contain)
+CLICKHOUSE_BREAKAGES = [
+    (lambda s, d: s.clusters.update(other=s.clusters.pop("conversations")), "is not in <remote_servers>"),
+    (lambda s, d: s.clusters["conversations"].pop(), "has 1 shards"),
+    (lambda s, d: _shard(s, 1).update(replicas=[("clickhouse-s3", 9000)]), "not a compose ClickHouse server"),
+    (lambda s, d: _shard(s, 0).update(internal_replication=False), "internal_replication"),
+    (lambda s, d: _shard(s, 0).update(replicas=[("clickhouse-s1", 8123)]), "native port"),
+    (lambda s, d: s.macros["clickhouse-s2"].update(shard=s.macros["clickhouse-s1"]["shard"]),
+     "share the shard macro"),
+    (lambda s, d: s.macros["clickhouse-s2"].pop("replica"), "are undefined"),
+    (lambda s, d: s.macros.pop("clickhouse-s1"), "mounts no macros file"),
+    (lambda s, d: s.zookeeper.__setitem__(0, ("zookeeper", 9181)), "not a compose clickhouse-keeper"),
+    (lambda s, d: s.zookeeper.__setitem__(0, ("clickhouse-keeper", 2181)), "keeper tcp_port"),
+    (lambda s, d: s.keeper_raft_hosts.__setitem__(0, "keeper-1"), "raft member"),
+    (lambda s, d: d["services"]["clickhouse-s2"].update(hostname="ch2"), "hostname differs"),
+    (lambda s, d: d["services"]["airflow-scheduler"]["environment"].update(
+        LABEL_BACKFILL_CLICKHOUSE_CLUSTER="conversations_v2"), "is not in <remote_servers>"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "mutate, expected", CLICKHOUSE_BREAKAGES, ids=[case[-1] for case in CLICKHOUSE_BREAKAGES]
+)
+def test_clickhouse_checks_catch_breakage(mutate, expected):
+    data = compose()
+    setup = load_clickhouse_setup(data)
+    assert clickhouse_problems(setup, data) == [], "the real config must pass before it is broken"
+    mutate(setup, data)
+    problems = clickhouse_problems(setup, data)
+    assert any(expected in p for p in problems), problems
+
+
+# (mutation, text the problems must contain)
+CREDENTIAL_BREAKAGES = [
+    (lambda s, d, k: s.users.update(label_backfill="wrong"), "airflow connection: ClickHouse user"),
+    (lambda s, d, k: next(x for _, x in k if x.get("kind") == "Secret" and "stringData" in x)["stringData"].update(
+        LABEL_CONVERSATIONS_CLICKHOUSE_DSN="http://label_conversations:nope@clickhouse-s1:8123"),
+     "k8s secret: ClickHouse user"),
+    (lambda s, d, k: d["services"]["seed"]["environment"].update(
+        SEED_CLICKHOUSE_DSN="http://label_backfill:label_backfill_dev@clickhouse:8123"), "does not point"),
+    (lambda s, d, k: d["services"]["seed"]["environment"].update(
+        SEED_POSTGRES_DSN="postgresql://conversations:conversations@postgres:5432/airflow"),
+     "database 'airflow'"),
+    (lambda s, d, k: d["configs"]["postgres-init"].update(content="CREATE DATABASE conversations;"),
+     "Postgres role 'conversations'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "mutate, expected", CREDENTIAL_BREAKAGES, ids=[case[-1] for case in CREDENTIAL_BREAKAGES]
+)
+def test_credential_checks_catch_breakage(mutate, expected):
+    data, docs = compose(), k8s_docs()
+    setup = load_clickhouse_setup(data)
+    assert credential_problems(setup, data, docs) == []
+    mutate(setup, data, docs)
+    problems = credential_problems(setup, data, docs)
+    assert any(expected in p for p in problems), problems
