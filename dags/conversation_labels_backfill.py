@@ -61,6 +61,7 @@ def _runner() -> tuple[type, dict]:
         # Unlike kubectl, no ownerReference: the CronJob's history limits would delete finished day Jobs
         # (and their logs) before Airflow reads them; ttl_seconds_after_finished cleans up instead.
         "cronjob_owner_reference": False,
+        "job_poll_interval": SETTINGS.k8s_poll_seconds,
     }
 
 

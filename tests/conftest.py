@@ -37,6 +37,14 @@ os.environ.update(
 )
 (_TMP / "airflow").mkdir()
 
+# Airflow configures logging on import and its loggers keep the stream they saw then: bind them to the
+# real fd 1, which pytest's fd-level capture (and capfd) sees, not to whichever capture object is current.
+_stdout, sys.stdout = sys.stdout, sys.__stdout__
+try:
+    import airflow.settings  # noqa: F401
+finally:
+    sys.stdout = _stdout
+
 pytest_plugins = ["tests.fakes.kube_api"]
 
 

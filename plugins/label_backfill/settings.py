@@ -33,6 +33,7 @@ class Settings:
     mutation_timeout_seconds: int
     day_retries: int
     retry_delay_seconds: int
+    k8s_poll_seconds: float
 
     @property
     def read_table(self) -> str:
@@ -70,4 +71,5 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         mutation_timeout_seconds=int(env.get("LABEL_BACKFILL_MUTATION_TIMEOUT_SECONDS", "3600")),
         day_retries=int(env.get("LABEL_BACKFILL_DAY_RETRIES", "2")),
         retry_delay_seconds=int(env.get("LABEL_BACKFILL_RETRY_DELAY_SECONDS", "60")),
+        k8s_poll_seconds=float(env.get("LABEL_BACKFILL_K8S_POLL_SECONDS", "10")),
     )

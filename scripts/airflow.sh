@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# make airflow: the Airflow UI on the embedded stack (embedded Postgres + chdb), http://127.0.0.1:8080,
+# login admin / admin.
+#
+#   scripts/airflow.sh               run in the foreground; Ctrl-C (or SIGTERM) stops every component
+#   scripts/airflow.sh --background  start detached, wait until healthy, return (alias: start)
+#   scripts/airflow.sh stop          stop a background (or orphaned) instance
+#   scripts/airflow.sh status        print whether it runs and where
+#
+# Components: api-server (127.0.0.1 only), scheduler, dag-processor, triggerer; LocalExecutor;
+# metadata database "airflow" on the embedded Postgres server (four processes plus task processes write
+# it at once: SQLite would serialise them and answer "database is locked").
+#
+# AIRFLOW__CORE__PARALLELISM=1: chdb allows ONE process per data directory at a time and every task of
+# the backfill except validate opens it, each in its own task process. One running task instance at a
+# time, in the whole instance, is the rule chdb imposes; parallelism=1 enforces it for every DAG (present
+# and future) without touching the metadata database (a 1-slot default_pool would be persisted state and
+# a DAG could still name another pool), and the LocalExecutor then forks a single worker (less memory).
+# Deferrable mode stays off for the same reason (the triggerer would open chdb next to a task).
+#
+# Environment (all optional):
+#   AIRFLOW_PORT (8080)  AIRFLOW_UI_USER (admin)  AIRFLOW_UI_PASSWORD (admin)
+#   AIRFLOW_READY_TIMEOUT (180 s, --background)  LABEL_BACKFILL_LOCAL_DIR (.local)  AIRFLOW_HOME
+#   LABEL_BACKFILL_RETRY_DELAY_SECONDS (5 here)  LABEL_BACKFILL_LOCAL_FAIL_DAYS / _ATTEMPTS (fault injection)
+# Files: $LABEL_BACKFILL_LOCAL_DIR/airflow.pids, component logs in $AIRFLOW_HOME/run/*.log.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+SELF="$REPO/scripts/airflow.sh"
+LOCAL="$(mkdir -p "${LABEL_BACKFILL_LOCAL_DIR:-$REPO/.local}" && cd "${LABEL_BACKFILL_LOCAL_DIR:-$REPO/.local}" && pwd)"
+export LABEL_BACKFILL_LOCAL_DIR="$LOCAL"
+PIDS="$LOCAL/airflow.pids"
+PORT="${AIRFLOW_PORT:-8080}"
+URL="http://127.0.0.1:$PORT"
+COMPONENTS=(api-server scheduler dag-processor triggerer)
+
+say() { echo "[airflow.sh] $*"; }
+
+alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
+
+# The processes of a pids file ("name pid" lines; each component leads its own process group).
+pid_of() { [[ -f "$PIDS" ]] && awk -v n="$1" '$1 == n {print $2}' "$PIDS" | tail -1; return 0; }
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
+
+healthy() {
+  # /api/v2/monitor/health needs no login; every component must report healthy.
+  "$REPO/.venv/bin/python" - "$URL" <<'PY' 2>/dev/null
+import json, sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1] + "/api/v2/monitor/health", timeout=3) as r:
+        h = json.load(r)
+except Exception:
+    sys.exit(1)
+parts = ("metadatabase", "scheduler", "dag_processor", "triggerer")
+sys.exit(0 if all((h.get(p) or {}).get("status") == "healthy" for p in parts) else 1)
+PY
+}
+
+kill_groups() {
+  # TERM every listed process group, wait up to $2 s, then KILL what is left.
+  local pids=($1) deadline=$((SECONDS + $2)) pid
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
+  while ((SECONDS < deadline)); do
+    local left=0
+    for pid in "${pids[@]}"; do kill -0 -- "-$pid" 2>/dev/null && left=1; done
+    ((left)) || return 0
+    sleep 0.5
+  done
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+}
+
+stop_instance() {
+  [[ -f "$PIDS" ]] || { say "not running (no $PIDS)"; return 0; }
+  local sup
+  sup="$(pid_of supervisor)"
+  if alive "$sup"; then
+    say "stopping (supervisor pid $sup)"
+    kill -TERM "$sup" 2>/dev/null || true
+    for _ in $(seq 1 80); do alive "$sup" || break; sleep 0.5; done
+  fi
+  # whatever survived (supervisor killed with -9, or stuck): the component groups themselves
+  local groups
+  groups="$(awk '$1 != "supervisor" {print $2}' "$PIDS" 2>/dev/null | xargs || true)"
+  [[ -n "$groups" ]] && kill_groups "$groups" 10
+  alive "$sup" && kill -KILL "$sup" 2>/dev/null
+  rm -f "$PIDS"
+  say "stopped"
+}
+
+status() {
+  local sup
+  sup="$(pid_of supervisor)"
+  if alive "$sup"; then
+    if healthy; then say "running and healthy at $URL (supervisor pid $sup)"; else say "running (supervisor pid $sup), not healthy yet"; fi
+    return 0
+  fi
+  say "not running"
+  return 1
+}
+
+prepare() {
+  # Everything before the components start; idempotent (safe on every start).
+  # shellcheck source=scripts/airflow-env.sh
+  source "$REPO/scripts/airflow-env.sh" # starts the embedded Postgres, exports connections and settings
+  export PATH="$REPO/.venv/bin:$PATH"
+  export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+  export AIRFLOW__CORE__PARALLELISM=1
+  export LABEL_BACKFILL_DEFERRABLE=false
+  export LABEL_BACKFILL_RETRY_DELAY_SECONDS="${LABEL_BACKFILL_RETRY_DELAY_SECONDS:-5}"
+  # Metadata database: "airflow" on the embedded Postgres server (unix socket).
+  local socket_dir
+  socket_dir="$("$REPO/.venv/bin/python" - <<'PY'
+import json, os
+import psycopg
+host = json.loads(os.environ["AIRFLOW_CONN_POSTGRES_CONVERSATIONS"])["host"]
+with psycopg.connect(f"host={host} user=postgres dbname=postgres", autocommit=True) as conn:
+    if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'airflow'").fetchone():
+        conn.execute("CREATE DATABASE airflow")
+print(host)
+PY
+)"
+  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://postgres@/airflow?host=$socket_dir"
+  # API server: loopback only; tasks reach the execution API there.
+  export AIRFLOW__API__HOST=127.0.0.1
+  export AIRFLOW__API__PORT="$PORT"
+  export AIRFLOW__API__WORKERS=1
+  export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="$URL/execution/"
+  # Login: SimpleAuthManager with a fixed user and password (its passwords file, rewritten each start).
+  local user="${AIRFLOW_UI_USER:-admin}" password="${AIRFLOW_UI_PASSWORD:-admin}"
+  export AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=False
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="$user:admin"
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$AIRFLOW_HOME/simple_auth_manager_passwords.json"
+  "$REPO/.venv/bin/python" -c 'import json, sys; print(json.dumps({sys.argv[1]: sys.argv[2]}))' \
+    "$user" "$password" > "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
+  chmod 600 "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
+  # Snappy local loop: new DAG files seen within 15 s, edited ones re-parsed within 10 s, scheduler
+  # heartbeat 2 s (the scheduler loop itself idles 1 s, the Airflow default).
+  export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-15}"
+  export AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="${AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL:-10}"
+  export AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="${AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC:-2}"
+  export AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL="${AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL:-5}"
+  mkdir -p "$AIRFLOW_HOME/run"
+  say "airflow db migrate (log: $AIRFLOW_HOME/run/db-migrate.log)"
+  if ! airflow db migrate > "$AIRFLOW_HOME/run/db-migrate.log" 2>&1; then
+    tail -30 "$AIRFLOW_HOME/run/db-migrate.log"
+    say "airflow db migrate failed"
+    exit 1
+  fi
+}
+
+supervise() {
+  # Foreground: start the four components, each in its own session/process group (setsid), so that
+  # stopping a group also ends its children (LocalExecutor workers, task processes, API workers).
+  local sup
+  sup="$(pid_of supervisor)"
+  if alive "$sup" && [[ "$sup" != "$$" ]]; then
+    say "already running (supervisor pid $sup) at $URL; stop it with: scripts/airflow.sh stop"
+    exit 1
+  fi
+  [[ -f "$PIDS" && "$sup" != "$$" ]] && stop_instance # leftovers of an instance killed with -9
+  if port_busy; then
+    say "port $PORT on 127.0.0.1 is already in use (another Airflow?); set AIRFLOW_PORT or free it"
+    exit 1
+  fi
+  echo "supervisor $$" > "$PIDS"
+  local stopping=0 tail_pid=""
+  declare -A pid_by_name=()
+  shutdown() {
+    ((stopping)) && return
+    stopping=1
+    say "stopping ${!pid_by_name[*]}"
+    [[ ${#pid_by_name[@]} -gt 0 ]] && kill_groups "${pid_by_name[*]}" 30
+    alive "$tail_pid" && kill "$tail_pid" 2>/dev/null
+    [[ "$(pid_of supervisor)" == "$$" ]] && rm -f "$PIDS"
+    say "stopped"
+  }
+  trap 'shutdown; exit 130' INT
+  trap 'shutdown; exit 143' TERM HUP
+  trap 'shutdown' EXIT
+  prepare
+  local name
+  for name in "${COMPONENTS[@]}"; do
+    local log="$AIRFLOW_HOME/run/$name.log"
+    : > "$log"
+    if [[ "$name" == api-server ]]; then
+      setsid airflow api-server --host 127.0.0.1 --port "$PORT" --workers 1 >> "$log" 2>&1 < /dev/null &
+    elif [[ "$name" == dag-processor ]]; then
+      setsid airflow dag-processor >> "$log" 2>&1 < /dev/null &
+    else # no log server on 0.0.0.0:8793/8794: the API server reads the task logs from $AIRFLOW_HOME/logs
+      setsid airflow "$name" --skip-serve-logs >> "$log" 2>&1 < /dev/null &
+    fi
+    pid_by_name[$name]=$!
+    echo "$name $!" >> "$PIDS"
+  done
+  say "started: $(for n in "${!pid_by_name[@]}"; do printf '%s=%s ' "$n" "${pid_by_name[$n]}"; done)"
+  say "logs: $AIRFLOW_HOME/run/{${COMPONENTS[*]// /,}}.log"
+  (
+    for _ in $(seq 1 "${AIRFLOW_READY_TIMEOUT:-180}"); do
+      if healthy; then
+        say "ready: $URL  login ${AIRFLOW_UI_USER:-admin} / ${AIRFLOW_UI_PASSWORD:-admin}  (Ctrl-C stops)"
+        exit 0
+      fi
+      sleep 1
+    done
+    say "not healthy after ${AIRFLOW_READY_TIMEOUT:-180} s; see the logs above"
+  ) &
+  if [[ -t 1 && -z "${AIRFLOW_SH_QUIET:-}" ]]; then
+    tail -n 0 -F "$AIRFLOW_HOME"/run/{api-server,scheduler,dag-processor,triggerer}.log &
+    tail_pid=$!
+  fi
+  # Any component exiting ends the whole instance (a half-started Airflow is worse than none).
+  local code=0
+  wait -n "${pid_by_name[@]}" || code=$?
+  for name in "${!pid_by_name[@]}"; do
+    alive "${pid_by_name[$name]}" || say "$name exited (status $code); last lines of its log:"
+    alive "${pid_by_name[$name]}" || tail -20 "$AIRFLOW_HOME/run/$name.log" | sed "s/^/  [$name] /"
+  done
+  exit 1
+}
+
+background() {
+  local sup
+  sup="$(pid_of supervisor)"
+  if alive "$sup"; then
+    if healthy; then say "already running at $URL (supervisor pid $sup)"; exit 0; fi
+    say "an instance is starting or unhealthy (supervisor pid $sup); stop it with: scripts/airflow.sh stop"
+    exit 1
+  fi
+  local out="$LOCAL/airflow.out"
+  AIRFLOW_SH_QUIET=1 setsid bash "$SELF" run > "$out" 2>&1 < /dev/null &
+  local pid=$! timeout="${AIRFLOW_READY_TIMEOUT:-180}"
+  say "starting in the background (supervisor pid $pid, output $out)"
+  local deadline=$((SECONDS + timeout))
+  while ((SECONDS < deadline)); do
+    if ! alive "$pid"; then
+      tail -40 "$out"
+      say "failed to start (see $out and $AIRFLOW_HOME_HINT)"
+      exit 1
+    fi
+    if [[ "$(pid_of supervisor)" == "$pid" ]] && healthy; then
+      say "ready: $URL  login ${AIRFLOW_UI_USER:-admin} / ${AIRFLOW_UI_PASSWORD:-admin}  (stop: scripts/airflow.sh stop)"
+      exit 0
+    fi
+    sleep 1
+  done
+  tail -40 "$out"
+  say "not healthy after $timeout s; stopping"
+  stop_instance
+  exit 1
+}
+
+AIRFLOW_HOME_HINT="${AIRFLOW_HOME:-$LOCAL/airflow}/run/*.log"
+case "${1:-run}" in
+  run | --foreground) supervise ;;
+  --background | start) background ;;
+  stop | --stop) stop_instance ;;
+  status) status ;;
+  -h | --help) sed -n '2,27p' "$SELF" | sed 's/^# \{0,1\}//' ;;
+  *)
+    echo "usage: scripts/airflow.sh [run|--background|stop|status]" >&2
+    exit 2
+    ;;
+esac
