@@ -55,3 +55,25 @@ def label_range(pg: Any, ch: Any, customer: str, start: dt.datetime, end: dt.dat
     from label_conversations import JobConfig, run
 
     return run(JobConfig(customer=customer, range_start=start, range_end=end), pg, ch, **kw).rows
+
+
+def reset_all(pg: Any, ch: Any) -> None:
+    """Forget every customer on both sides (tests that check 'every profile')."""
+    with pg.cursor() as cur:
+        cur.execute("TRUNCATE conversations, users, profiles")
+    pg.commit()
+    for (name,) in ch.query(
+        "SELECT name FROM system.databases WHERE name NOT IN "
+        "('system', 'default', 'INFORMATION_SCHEMA', 'information_schema')"
+    ).result_rows:
+        ch.command(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def relabel(pg: Any, ch: Any, customer: str, database: str, start: dt.datetime, end: dt.datetime) -> None:
+    """Make a customer's range exact the way a backfill does: delete, then rewrite."""
+    ch.command(
+        f"ALTER TABLE {database}.conversation_with_labels DELETE WHERE customer_id = {{c:String}}",
+        parameters={"c": customer},
+        settings={"mutations_sync": 2},
+    )
+    label_range(pg, ch, customer, start, end)
