@@ -13,7 +13,7 @@ def load_dag(dag_id: str) -> Any:
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert not bag.import_errors, bag.import_errors
-    return bag.get_dag(dag_id)
+    return bag.dags[dag_id]
 
 
 def run_dag(dag_id: str, conf: dict[str, Any]) -> tuple[Any, dict[str, list[str]]]:

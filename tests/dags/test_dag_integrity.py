@@ -1,0 +1,107 @@
+"""DAG validation: both DAGs import cleanly, have no cycles, set retries and timeouts, parse without touching
+a database, and expose the documented contract (ids, params, schedule, task names)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from tests.helpers import REPO, load_dag
+
+pytestmark = pytest.mark.dag
+
+BACKFILL, DRIFT = "conversation_labels_backfill", "conversation_labels_drift_check"
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Parsing must not open a connection: any socket connect fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a DAG opened a network connection at parse time")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setenv("AIRFLOW_CONN_POSTGRES_CONVERSATIONS", "postgres://nobody@192.0.2.1:5432/none")
+    monkeypatch.setenv("AIRFLOW_CONN_CLICKHOUSE_CONVERSATIONS", "clickhouse://nobody@192.0.2.1:8123/none")
+
+
+@pytest.mark.parametrize("runner", ["local", "kubernetes"])
+def test_dags_import_without_errors_or_io(no_network, monkeypatch, runner):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("LABEL_BACKFILL_JOB_RUNNER", runner)
+    started = time.monotonic()
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {BACKFILL, DRIFT}
+    assert time.monotonic() - started < 30
+    label_day = bag.dags[BACKFILL].get_task("label_day")
+    expected = "LabelDayLocalOperator" if runner == "local" else "LabelDayKubernetesOperator"
+    assert label_day.operator_name == expected
+
+
+@pytest.mark.parametrize("dag_id", [BACKFILL, DRIFT])
+def test_every_task_has_retries_and_a_timeout(dag_id):
+    dag = load_dag(dag_id)
+    for task in dag.tasks:
+        assert task.retries is not None, task.task_id
+        assert task.execution_timeout is not None, task.task_id
+    dag.topological_sort()  # raises on a cycle
+
+
+def test_backfill_contract():
+    dag = load_dag(BACKFILL)
+    assert dag.schedule is None and dag.max_active_runs == 1 and not dag.catchup
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "validate",
+        "preflight",
+        "plan_days",
+        "repair_requested",
+        "delete_range",
+        "wait_for_mutations",
+        "label_day",
+        "verify",
+    ] or {t.task_id for t in dag.tasks} == {
+        "validate",
+        "preflight",
+        "plan_days",
+        "repair_requested",
+        "delete_range",
+        "wait_for_mutations",
+        "label_day",
+        "verify",
+    }
+    params = dag.params.dump()
+    assert set(params) >= {
+        "customer",
+        "start_date",
+        "end_date",
+        "dry_run",
+        "max_parallel_days",
+        "max_days",
+        "allow_empty_source",
+        "max_delete_ratio",
+        "sample_size",
+    }
+    assert params["dry_run"] is False and params["max_parallel_days"] == 4
+    schema = dag.params.get_param("start_date").schema
+    assert schema["type"] == "string" and schema["format"] == "date" and schema.get("title")
+    assert all(dag.params.get_param(p).description for p in params)  # the trigger form explains every param
+    label_day = dag.get_task("label_day")
+    assert label_day.map_index_template == "{{ task.day }}"
+    assert dag.get_task("verify").trigger_rule == "all_done"
+    assert dag.get_task("wait_for_mutations").mode == "reschedule"
+    assert dag.template_searchpath and str(REPO / "include" / "sql") in dag.template_searchpath
+    assert dag.doc_md and "validate" in dag.doc_md
+
+
+def test_drift_contract():
+    dag = load_dag(DRIFT)
+    assert dag.max_active_runs == 1 and not dag.catchup
+    assert dag.timetable.expression == "0 4 * * *"
+    params = dag.params.dump()
+    assert params["customers"] == [] and params["lookback_days"] == 7 and params["auto_repair"] is False
+    assert dag.get_task("check_customer").map_index_template == "{{ customer }}"
+    assert {t.task_id for t in dag.leaves} == {"alert"}
