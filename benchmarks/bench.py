@@ -1,0 +1,196 @@
+"""make bench: the alaska scale (1.5M conversations, 49 days) end to end on the embedded stack.
+
+Every phase runs as its own process (chdb allows one process per data directory), timed from outside with
+its peak memory (ru_maxrss of that child). The backfill's per-task phases come from Airflow's metadata DB.
+
+Phases: simulate the incident; the backfill DAG run (airflow dags test, local runner); the job alone over
+the same range after a delete (the floor); the drift check on the repaired (clean) range; the drift check
+with 1% stale labels. Prints a table and writes benchmarks/results/<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PY = str(REPO / ".venv" / "bin" / "python")
+AIRFLOW = str(REPO / ".venv" / "bin" / "airflow")
+LOCAL = Path(os.environ.get("LABEL_BACKFILL_BENCH_DIR", REPO / ".local" / "bench"))
+CUSTOMER, FIRST, LAST, DB = "alaska-air", "2026-01-01", "2026-02-18", "alaska_air_us_east_1"
+
+
+def stack_env() -> dict[str, str]:
+    """The same environment make demo / make airflow use, under the bench's own folder."""
+    env = {
+        **os.environ,
+        "LABEL_BACKFILL_LOCAL_DIR": str(LOCAL),
+        "AIRFLOW_HOME": str(LOCAL / "airflow"),
+        "LABEL_BACKFILL_REPORT_DIR": str(LOCAL / "reports"),
+    }
+    out = subprocess.run(
+        ["bash", "-c", f"source {REPO}/scripts/airflow-env.sh >/dev/null && env -0"],
+        env=env,
+        check=True,
+        capture_output=True,
+    ).stdout
+    return dict(item.split("=", 1) for item in out.decode().split("\0") if "=" in item)
+
+
+def timed(name: str, argv: list[str], env: dict[str, str], results: list[dict], **extra) -> dict:
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+    if os.waitstatus_to_exitcode(status) != 0 and not extra.pop("may_fail", False):
+        print(output[-4000:])
+        raise SystemExit(f"{name} failed")
+    row = {"phase": name, "seconds": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024), **extra}
+    results.append(row)
+    print(f"  {name}: {wall:.2f} s, peak {row['peak_rss_mb']} MB", flush=True)
+    return {**row, "output": output}
+
+
+def python(code: str) -> list[str]:
+    return [PY, "-c", code]
+
+
+def task_phases(env: dict[str, str], dag_id: str) -> dict[str, float]:
+    """Sum of task durations per task id for the newest run of ``dag_id`` (mapped tasks summed)."""
+    db = sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
+    run_id = db.execute(
+        "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
+    ).fetchone()[0]
+    rows = db.execute(
+        "SELECT task_id, sum(duration), count(*) FROM task_instance WHERE dag_id = ? AND run_id = ? "
+        "GROUP BY task_id",
+        (dag_id, run_id),
+    ).fetchall()
+    return {f"{t} (x{n})" if n > 1 else t: round(d or 0.0, 2) for t, d, n in rows}
+
+
+def main() -> int:
+    LOCAL.mkdir(parents=True, exist_ok=True)
+    env = stack_env()
+    results: list[dict] = []
+    print(f"bench: {CUSTOMER} {FIRST}..{LAST} under {LOCAL}", flush=True)
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
+
+    sim = timed(
+        "simulate alaska scale",
+        [PY, "-m", "label_backfill.dev.simulate", "--scale", "alaska", "--seed", "7"],
+        env,
+        results,
+    )
+    print("\n".join("    " + line for line in sim["output"].splitlines() if line.startswith(("sim", "  "))))
+    eligible = int(
+        subprocess.run(
+            python(
+                "import psycopg,sys; from label_backfill.dev.stack import default_stack as d; "
+                "c=psycopg.connect(d().start_postgres()); "
+                'print(c.execute("SELECT count(*) FROM conversations c JOIN users u ON u.user_id=c.agent_user_id AND NOT '
+                "u.is_dev_user WHERE ended_at IS NOT NULL AND source IN ('voice','chat')\").fetchone()[0])"
+            ),
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()[-1]
+    )
+
+    conf = json.dumps({"customer": CUSTOMER, "start_date": FIRST, "end_date": LAST, "max_days": 62})
+    dag = timed(
+        "backfill DAG run (airflow dags test)",
+        [AIRFLOW, "dags", "test", "conversation_labels_backfill", "-c", conf],
+        env,
+        results,
+        rows=eligible,
+    )
+    dag["phases"] = task_phases(env, "conversation_labels_backfill")
+    results[-1]["phases"] = dag["phases"]
+    results[-1]["rows_per_s"] = round(eligible / dag["seconds"])
+
+    timed(
+        "delete the range (for the floor)",
+        python(
+            "from label_backfill.dev.stack import default_stack as d; c=d().clickhouse_client(); "
+            f"c.command(\"ALTER TABLE {DB}.conversation_with_labels DELETE WHERE customer_id='{CUSTOMER}'\", "
+            "settings={'mutations_sync': 2})"
+        ),
+        env,
+        results,
+    )
+    job_env = {
+        **env,
+        "LABEL_CONVERSATIONS_WITH_AGENT_ASSISTANCE_CONV_START_AT_RANGE_START": f"{FIRST}T00:00:00Z",
+        "LABEL_CONVERSATIONS_WITH_AGENT_ASSISTANCE_CONV_START_AT_RANGE_END": "2026-02-19T00:00:00Z",
+        "FILTER_CUSTOMER_IN_LABEL_CONVERSATIONS_WITH_AGENT_ASSISTANCE": CUSTOMER,
+        "LABEL_CONVERSATIONS_CLICKHOUSE_DSN": f"chdb://{LOCAL / 'chdb'}",
+        "LABEL_CONVERSATIONS_POSTGRES_DSN": subprocess.run(
+            python("from label_backfill.dev.stack import default_stack as d; print(d().start_postgres())"),
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1],
+    }
+    job = timed(
+        "job alone, whole range (the floor)",
+        [PY, "-m", "label_conversations"],
+        job_env,
+        results,
+        rows=eligible,
+    )
+    results[-1]["rows_per_s"] = round(eligible / job["seconds"])
+
+    drift_conf = json.dumps({"customers": [CUSTOMER], "lookback_days": 49})
+    drift_cmd = [
+        AIRFLOW,
+        "dags",
+        "test",
+        "conversation_labels_drift_check",
+        "2026-02-19T04:00:00+00:00",
+        "-c",
+        drift_conf,
+    ]
+    timed("drift check, clean (airflow dags test)", drift_cmd, env, results)
+    results[-1]["phases"] = task_phases(env, "conversation_labels_drift_check")
+    timed(
+        "stale 1% of conversations in Postgres",
+        python(
+            "import psycopg; from label_backfill.dev.stack import default_stack as d; "
+            "c=psycopg.connect(d().start_postgres()); c.execute(\"UPDATE conversations SET usecase_id='cco' WHERE "
+            "customer_id='alaska-air' AND usecase_id <> 'cco' AND ('x'||substr(md5(conversation_id),1,8))::bit(32)::int "
+            '% 100 = 0"); c.commit()'
+        ),
+        env,
+        results,
+    )
+    timed("drift check, 1% stale (airflow dags test)", drift_cmd, env, results, may_fail=True)
+    results[-1]["phases"] = task_phases(env, "conversation_labels_drift_check")
+
+    ratio = dag["seconds"] / job["seconds"]
+    print("\n| phase | seconds | peak RSS MB | rows/s |\n|---|---|---|---|")
+    for r in results:
+        print(f"| {r['phase']} | {r['seconds']} | {r['peak_rss_mb']} | {r.get('rows_per_s', '')} |")
+        for task, secs in r.get("phases", {}).items():
+            print(f"|   task {task} | {secs} | | |")
+    print(f"\nrows rewritten: {eligible:,}; DAG run / job alone = {ratio:.2f}x (goal: DAG < 60 s, ratio < 4)")
+    out = REPO / "benchmarks" / "results"
+    out.mkdir(exist_ok=True)
+    path = out / f"{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps({"results": results, "ratio": ratio, "rows": eligible}, indent=2))
+    print(f"written {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
