@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: setup test test-unit test-integration lint demo bench airflow clean stack-down
+.PHONY: setup test test-ui test-unit test-integration lint demo bench airflow clean stack-down
 
 setup: $(STAMP)
 
@@ -30,6 +30,17 @@ test-integration: setup
 
 demo: setup
 	bash scripts/demo.sh
+
+# Browser test: Debian's chromium driven by Playwright (no browser download); CI runs it after make test.
+test-ui: setup
+	@command -v chromium >/dev/null || { test "$$(id -u)" = 0 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
+	  || { echo "chromium missing: sudo apt-get install -y chromium chromium-driver"; exit 1; }
+	$(BIN)/python -m pip install --quiet -r requirements-ui.txt -c constraints.txt
+	$(BIN)/pytest -m ui tests/ui
+
+# Airflow 3 UI on the embedded stack: http://127.0.0.1:8080, admin / admin (see README).
+airflow: setup
+	bash scripts/airflow.sh
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py

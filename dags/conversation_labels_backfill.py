@@ -18,6 +18,7 @@ See README.md ("Backfill a customer", "Rerun a failed day").
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from airflow.sdk import Param, chain, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
@@ -33,6 +34,7 @@ from label_backfill.operators import (
 from label_backfill.sql import SQL_DIR
 
 SETTINGS = lb_settings.load()
+log = logging.getLogger(__name__)
 
 
 def _runner() -> tuple[type, dict]:
@@ -190,10 +192,12 @@ def conversation_labels_backfill() -> None:
                 backfill.report_document(plan, before, None, problems, [], ctx["run_id"]),
                 backfill.render_markdown(plan, before, None, problems, ctx["run_id"]),
             )
-            print(before.render_text())
-            print(
-                f"dry run: would delete {before.total('ch_rows')} rows and rewrite {before.total('pg_eligible')}; "
-                f"report {path}"
+            log.info("before:\n%s", before.render_text())
+            log.info(
+                "dry run: would delete %s rows and rewrite %s; report %s",
+                before.total("ch_rows"),
+                before.total("pg_eligible"),
+                path,
             )
         if problems:
             raise AirflowFailException("refusing to delete: " + " ".join(problems))
@@ -253,8 +257,8 @@ def conversation_labels_backfill() -> None:
             document,
             backfill.render_markdown(plan, before, after, problems, ctx["run_id"]),
         )
-        print(after.render_text())
-        print(f"report: {path}")
+        log.info("after:\n%s", after.render_text())
+        log.info("report: %s", path)
         if problems:
             raise AirflowFailException(f"backfill of {plan.customer} is not exact: " + "; ".join(problems))
         return {"report": str(path), "rows": after.total("ch_rows")}

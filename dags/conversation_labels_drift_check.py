@@ -16,6 +16,7 @@ hooks fire. With `auto_repair`, drifted ranges are handed to `conversation_label
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, chain, dag, get_current_context, task
@@ -24,6 +25,7 @@ from label_backfill import drift
 from label_backfill import settings as lb_settings
 
 SETTINGS = lb_settings.load()
+log = logging.getLogger(__name__)
 
 
 @dag(
@@ -140,7 +142,7 @@ def conversation_labels_drift_check() -> None:
                 )
         finally:
             pg.close()
-        print(result.render_text())
+        log.info("%s:\n%s", customer, result.render_text())
         return drift.customer_result(
             customer, drift.STATUS_CLEAN if result.ok else drift.STATUS_DRIFT, result.to_dict()
         )
@@ -178,7 +180,7 @@ def conversation_labels_drift_check() -> None:
         document = drift.report_document(list(results or []), days, ctx["run_id"], list(repairs or []), note)
         markdown = drift.render_markdown(document)
         path = write_report(SETTINGS.report_dir, lb_settings.DRIFT_DAG_ID, ctx["run_id"], document, markdown)
-        print(markdown)
+        log.info("report %s:\n%s", path, markdown)
         return {"report": str(path), "problems": document["problems"]}
 
     @task(retries=0)

@@ -36,7 +36,9 @@ COMPONENTS=(api-server scheduler dag-processor triggerer)
 
 say() { echo "[airflow.sh] $*"; }
 
-alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
+# A zombie is not alive (here PID 1 may take a while to reap orphans killed with -9).
+alive() { [[ -n "${1:-}" ]] && ps -o stat= -p "$1" 2>/dev/null | grep -qv '^Z'; }
+group_alive() { ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ {f = 1} END {exit !f}'; }
 
 # The processes of a pids file ("name pid" lines; each component leads its own process group).
 pid_of() { [[ -f "$PIDS" ]] && awk -v n="$1" '$1 == n {print $2}' "$PIDS" | tail -1; return 0; }
@@ -59,11 +61,12 @@ PY
 
 kill_groups() {
   # TERM every listed process group, wait up to $2 s, then KILL what is left.
-  local pids=($1) deadline=$((SECONDS + $2)) pid
+  local pids deadline=$((SECONDS + $2)) pid
+  read -ra pids <<< "$1"
   for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
   while ((SECONDS < deadline)); do
     local left=0
-    for pid in "${pids[@]}"; do kill -0 -- "-$pid" 2>/dev/null && left=1; done
+    for pid in "${pids[@]}"; do group_alive "$pid" && left=1; done
     ((left)) || return 0
     sleep 0.5
   done
@@ -165,14 +168,15 @@ supervise() {
     exit 1
   fi
   echo "supervisor $$" > "$PIDS"
-  local stopping=0 tail_pid=""
+  local stopping=0 tail_pid="" ready_pid=""
   declare -A pid_by_name=()
+  # shellcheck disable=SC2317  # invoked from the traps below
   shutdown() {
     ((stopping)) && return
     stopping=1
     say "stopping ${!pid_by_name[*]}"
     [[ ${#pid_by_name[@]} -gt 0 ]] && kill_groups "${pid_by_name[*]}" 30
-    alive "$tail_pid" && kill "$tail_pid" 2>/dev/null
+    for pid in $tail_pid $ready_pid; do kill "$pid" 2>/dev/null || true; done
     [[ "$(pid_of supervisor)" == "$$" ]] && rm -f "$PIDS"
     say "stopped"
   }
@@ -206,6 +210,7 @@ supervise() {
     done
     say "not healthy after ${AIRFLOW_READY_TIMEOUT:-180} s; see the logs above"
   ) &
+  ready_pid=$!
   if [[ -t 1 && -z "${AIRFLOW_SH_QUIET:-}" ]]; then
     tail -n 0 -F "$AIRFLOW_HOME"/run/{api-server,scheduler,dag-processor,triggerer}.log &
     tail_pid=$!
@@ -257,7 +262,7 @@ case "${1:-run}" in
   --background | start) background ;;
   stop | --stop) stop_instance ;;
   status) status ;;
-  -h | --help) sed -n '2,27p' "$SELF" | sed 's/^# \{0,1\}//' ;;
+  -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$SELF" ;;
   *)
     echo "usage: scripts/airflow.sh [run|--background|stop|status]" >&2
     exit 2

@@ -52,9 +52,11 @@ def add_conversations(pg: Any, customer: str, rows: list[tuple]) -> None:
 
 
 def label_range(pg: Any, ch: Any, customer: str, start: dt.datetime, end: dt.datetime, **kw: Any) -> int:
-    from label_conversations import JobConfig, run
+    """Run the job in range mode (through its own ADBC connection, as in production)."""
+    from label_conversations import JobConfig, connect_postgres, run
 
-    return run(JobConfig(customer=customer, range_start=start, range_end=end), pg, ch, **kw).rows
+    with connect_postgres(pg.info.dsn) as job_pg:
+        return run(JobConfig(customer=customer, range_start=start, range_end=end), job_pg, ch, **kw).rows
 
 
 def reset_all(pg: Any, ch: Any) -> None:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from label_backfill.compare import ClickHouseSide, Comparison, PostgresSide, compare
-from label_backfill.compare.report import DayResult
+from label_backfill.compare.report import DAY_COLUMNS, DayResult
 from label_backfill.naming import (
     DayRange,
     InvalidInput,
@@ -172,22 +172,7 @@ def snapshot(plan: BackfillPlan, postgres: PostgresSide, clickhouse: ClickHouseS
 
 def comparison_from_dict(data: dict[str, Any]) -> Comparison:
     days = [
-        DayResult(
-            date=dt.date.fromisoformat(d["date"]),
-            **{
-                k: d[k]
-                for k in (
-                    "pg_eligible",
-                    "ch_rows",
-                    "ch_distinct",
-                    "duplicates",
-                    "missing",
-                    "extra",
-                    "stale",
-                    "sample",
-                )
-            },
-        )
+        DayResult(date=dt.date.fromisoformat(d["date"]), sample=d["sample"], **{k: d[k] for k in DAY_COLUMNS})
         for d in data["days"]
     ]
     return Comparison(

@@ -73,6 +73,14 @@ def check_mutations(rows: Iterable[dict[str, Any]], watched: Iterable[tuple[str,
     return MutationCheck(MutationState.DONE)
 
 
+def table_exists(client: Any, database: str, table: str) -> bool:
+    rows = client.query(
+        "SELECT count() FROM system.tables WHERE database = {database:String} AND name = {table:String}",
+        parameters={"database": database, "table": table},
+    ).result_rows
+    return bool(rows and rows[0][0])
+
+
 class LabelTable:
     """One customer's ``conversation_with_labels``, single node or cluster.
 
@@ -106,11 +114,7 @@ class LabelTable:
         )
 
     def exists(self) -> bool:
-        rows = self.client.query(
-            "SELECT count() FROM system.tables WHERE database = {database:String} AND name = {table:String}",
-            parameters={"database": self.database, "table": self.read_table},
-        ).result_rows
-        return bool(rows and rows[0][0])
+        return table_exists(self.client, self.database, self.read_table)
 
     def row_count(self, customer: str, days: DayRange) -> int:
         text = sql.clickhouse("range_row_count", database=self.database, table=self.read_table)

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from label_backfill.compare.report import markdown_table
+from label_backfill.compare.report import DAY_COLUMNS, markdown_table
 from label_backfill.naming import DayRange, InvalidInput, contiguous_ranges, validate_customer_id
 from label_backfill.settings import BACKFILL_DAG_ID, DRIFT_DAG_ID
 
@@ -159,22 +159,11 @@ def render_markdown(document: dict[str, Any]) -> str:
         lines += ["", f"## {c['customer']}", ""]
         lines.append(
             markdown_table(
-                ["day", "pg_eligible", "ch_rows", "ch_distinct", "duplicates", "missing", "extra", "stale"],
+                ["day", *DAY_COLUMNS],
                 [
                     [
                         d["date"],
-                        *(
-                            f"{d[k]:,}"
-                            for k in (
-                                "pg_eligible",
-                                "ch_rows",
-                                "ch_distinct",
-                                "duplicates",
-                                "missing",
-                                "extra",
-                                "stale",
-                            )
-                        ),
+                        *(f"{d[k]:,}" for k in DAY_COLUMNS),
                     ]
                     for d in drifted
                 ],

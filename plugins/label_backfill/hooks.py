@@ -14,6 +14,22 @@ def postgres_connection(conn_id: str = POSTGRES_CONN_ID) -> Any:
     return PostgresHook(postgres_conn_id=conn_id).get_conn()
 
 
+def postgres_dsn(conn_id: str = POSTGRES_CONN_ID) -> str:
+    """A libpq conninfo string for the connection (for clients other than the hook's, e.g. ADBC)."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from psycopg.conninfo import make_conninfo
+
+    conn = PostgresHook(postgres_conn_id=conn_id).get_connection(conn_id)
+    fields = {
+        "host": conn.host,
+        "port": conn.port,
+        "user": conn.login,
+        "password": conn.password,
+        "dbname": conn.schema,
+    }
+    return make_conninfo(**{k: v for k, v in fields.items() if v not in (None, "")})
+
+
 def clickhouse_client(conn_id: str = CLICKHOUSE_CONN_ID) -> Any:
     """A clickhouse-connect client through the official ``ClickHouseHook`` (chdb via ``client_kwargs``)."""
     from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook

@@ -21,7 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleExcept
 
 from label_backfill.clickhouse import LabelTable, MutationFailed, MutationState, check_mutations
 from label_backfill.compare import PostgresSide
-from label_backfill.hooks import clickhouse_client, postgres_connection
+from label_backfill.hooks import clickhouse_client, postgres_connection, postgres_dsn
 from label_backfill.naming import DayRange, parse_day
 from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID
 from label_backfill.triggers import ClickHouseMutationTrigger
@@ -258,28 +258,23 @@ class LabelDayLocalOperator(DayRewriteOperator):
         self.fail_days, self.fail_attempts = list(fail_days), fail_attempts
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from label_conversations import JobConfig, run
+        from label_conversations import JobConfig, connect_postgres, run
 
         self.wait_for_turn(context)
         self.clear_day_before_write()
         config = dataclasses.replace(JobConfig.from_env(self.job_env), table=self.write_table)
         client = clickhouse_client(self.clickhouse_conn_id)
-        if self.day in self.fail_days and context["ti"].try_number <= self.fail_attempts:
-            self.log.warning(
-                "fault injection: %s fails after a partial write (try %s)", self.day, context["ti"].try_number
-            )
+        try_number = context["ti"].try_number
+        if self.day in self.fail_days and try_number <= self.fail_attempts:
+            self.log.warning("fault injection: %s fails after a partial write (try %s)", self.day, try_number)
             client, config = (
                 _FailAfterFirstBlock(client, self.day),
-                dataclasses.replace(config, batch_bytes=64 << 10),
+                dataclasses.replace(config, slice_hours=1),
             )
-        pg = postgres_connection(self.postgres_conn_id)
-        try:
+        with connect_postgres(postgres_dsn(self.postgres_conn_id)) as pg:
             result = run(config, pg, client)
-        finally:
-            pg.close()
-        rows = result.rows
-        self.log.info("%s: wrote %s rows (job run %s)", self.day, rows, result.run_id)
-        return {"day": self.day, "rows": rows}
+        self.log.info("%s: wrote %s rows (job run %s)", self.day, result.rows, result.run_id)
+        return {"day": self.day, "rows": result.rows}
 
 
 def kubernetes_day_operator() -> type:

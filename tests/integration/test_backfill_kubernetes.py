@@ -4,7 +4,6 @@ on the named container, so the repair is real."""
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 
 from tests.fakes.kube_api import CONTAINER_NAME, IMAGE, JobOutcome
@@ -24,7 +23,7 @@ def container(job: dict, name: str) -> dict:
 
 @pytest.fixture
 def kube_runner(fake_kube, monkeypatch, stack, ch):
-    from label_conversations import JobConfig, run
+    from label_conversations import JobConfig, connect_postgres, run
 
     monkeypatch.setenv("LABEL_BACKFILL_JOB_RUNNER", "kubernetes")
     monkeypatch.setenv("LABEL_BACKFILL_K8S_POLL_SECONDS", "0.2")
@@ -33,7 +32,7 @@ def kube_runner(fake_kube, monkeypatch, stack, ch):
         env = {e["name"]: e.get("value", "") for e in container(job, CONTAINER_NAME).get("env", [])}
         if env.get(ENV_START, "").startswith("2026-02-04"):
             return JobOutcome(False, "label-conversations: connection refused\n")
-        with psycopg.connect(stack[1]) as pg:
+        with connect_postgres(stack[1]) as pg:
             result = run(JobConfig.from_env(env), pg, ch)
         return JobOutcome(True, f"label-conversations: wrote {result.rows} rows\n")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from label_conversations import JobConfig, JobConfigError, run
+from label_conversations import JobConfig, JobConfigError, connect_postgres, run
 from label_conversations.job import run_from_env
 
 from tests.crafted import add_conversations, at, label_range, make_customer
@@ -90,12 +90,13 @@ def test_a_range_with_nothing_eligible_writes_nothing(pg, ch, job_customer):
 
 def test_watermark_mode_never_revisits(pg, ch, job_customer):
     day1_end = at("2026-02-02", "00:00:00")
-    first = run(JobConfig(customer="job-co", now=day1_end), pg, ch)
+    job_pg = connect_postgres(pg.info.dsn)
+    first = run(JobConfig(customer="job-co", now=day1_end), job_pg, ch)
     assert first.rows == 2
     with pg.cursor() as cur:  # production re-assigns c1 after it was labeled
         cur.execute("UPDATE conversations SET agent_user_id = 'job-co-a1' WHERE conversation_id = 'c1'")
     pg.commit()
-    second = run(JobConfig(customer="job-co", now=at("2026-02-03", "00:00:00")), pg, ch)
+    second = run(JobConfig(customer="job-co", now=at("2026-02-03", "00:00:00")), job_pg, ch)
     assert second.rows == 1  # only c6, started after the watermark
     labeled = {r[0]: r[1] for r in rows(ch, job_customer)}
     assert labeled == {"c1": "job-co-a0", "c2": "job-co-a1", "c6": "job-co-a1"}  # c1 stays stale
@@ -148,8 +149,8 @@ def test_streams_in_blocks_and_stays_exact(pg, ch):
                 i % 3,
                 "reservations",
                 "chat",
-                at("2026-02-01", "10:00:00"),
-                at("2026-02-01", "10:30:00"),
+                at("2026-02-01", f"{10 + i % 10:02d}:00:00"),
+                at("2026-02-01", f"{10 + i % 10:02d}:30:00"),
             )
             for i in range(5000)
         ],
@@ -158,10 +159,11 @@ def test_streams_in_blocks_and_stays_exact(pg, ch):
         customer="stream-co",
         range_start=at("2026-02-01", "00:00:00"),
         range_end=at("2026-02-02", "00:00:00"),
-        batch_bytes=32 << 10,
+        slice_hours=1,
     )
-    result = run(config, pg, ch)
-    assert result.rows == 5000 and result.customers[0].blocks > 5
+    with connect_postgres(pg.info.dsn) as job_pg:
+        result = run(config, job_pg, ch)
+    assert result.rows == 5000 and result.customers[0].blocks == 10  # 10:00..19:59, one block per hour
     counts = ch.query(
         f"SELECT uniqExact(conversation_id), count() FROM {db}.conversation_with_labels"
     ).result_rows
@@ -186,4 +188,5 @@ def test_env_contract_errors_are_clear(stack):
 
 def test_unknown_customer_filter_fails(pg, ch):
     with pytest.raises(JobConfigError, match="no profile"):
-        run(JobConfig(customer="nobody"), pg, ch)
+        with connect_postgres(pg.info.dsn) as job_pg:
+            run(JobConfig(customer="nobody"), job_pg, ch)

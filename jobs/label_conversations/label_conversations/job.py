@@ -16,9 +16,10 @@ Connection settings (ours; the Go image has its own):
 - ``LABEL_CONVERSATIONS_CLICKHOUSE_TABLE``: ``conversation_with_labels`` (default) or, on a cluster,
   ``conversation_with_labels_d``.
 - ``LABEL_CONVERSATIONS_NOW``: RFC 3339 upper bound of watermark mode (default: the clock; simulations).
-- ``LABEL_CONVERSATIONS_BATCH_BYTES``: CSV bytes per inserted block (default 16 MiB).
+- ``LABEL_CONVERSATIONS_SLICE_HOURS``: hours of conversation start read and inserted per block (default 24).
 
-Rows are streamed (Postgres ``COPY`` -> Arrow record batches -> ClickHouse), never the whole range in memory.
+Rows are streamed slice by slice (Postgres -> Arrow through ADBC -> ClickHouse ``insert_arrow``): memory is
+bounded by one slice, never the whole range.
 Every block carries an ``insert_deduplication_token`` unique to this run: a delete-then-rewrite of identical
 data is never silently dropped by ClickHouse's insert deduplication, while a retried block of the same run
 still is.
@@ -27,8 +28,6 @@ still is.
 from __future__ import annotations
 
 import datetime as dt
-import io
-import itertools
 import logging
 import os
 import re
@@ -39,9 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import psycopg
 import pyarrow as pa
-from pyarrow import csv as pa_csv
 
 log = logging.getLogger("label_conversations")
 
@@ -52,36 +49,24 @@ ENV_POSTGRES_DSN = "LABEL_CONVERSATIONS_POSTGRES_DSN"
 ENV_CLICKHOUSE_DSN = "LABEL_CONVERSATIONS_CLICKHOUSE_DSN"
 ENV_CLICKHOUSE_TABLE = "LABEL_CONVERSATIONS_CLICKHOUSE_TABLE"
 ENV_NOW = "LABEL_CONVERSATIONS_NOW"
-ENV_BATCH_BYTES = "LABEL_CONVERSATIONS_BATCH_BYTES"
+ENV_SLICE_HOURS = "LABEL_CONVERSATIONS_SLICE_HOURS"
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-# Eligibility per the data contract. Timestamps leave Postgres as epoch milliseconds (floor), the
-# precision of DateTime64(3), so both engines agree on the stored value.
-_COPY_SQL = """
-COPY (
-    SELECT c.customer_id, c.conversation_id, c.agent_user_id, c.usecase_id, c.source,
-           floor(extract(epoch FROM c.started_at) * 1000)::bigint,
-           floor(extract(epoch FROM c.ended_at) * 1000)::bigint
-    FROM conversations c
-    JOIN users u ON u.user_id = c.agent_user_id AND NOT u.is_dev_user
-    WHERE c.customer_id = %(customer_id)s
-      AND c.ended_at IS NOT NULL
-      AND c.source IN ('voice', 'chat')
-      AND c.started_at >= %(start)s
-      AND c.started_at < %(end)s
-) TO STDOUT (FORMAT CSV)
+# Eligibility per the data contract. Values are bound ($1..$3); one query per slice of start time, because
+# ADBC returns a parameterised result as one batch.
+_SELECT_SQL = """
+SELECT c.customer_id, c.conversation_id, c.agent_user_id, c.usecase_id, c.source,
+       c.started_at AS conversation_start_time, c.ended_at AS conversation_end_time
+FROM conversations c
+JOIN users u ON u.user_id = c.agent_user_id AND NOT u.is_dev_user
+WHERE c.customer_id = $1
+  AND c.ended_at IS NOT NULL
+  AND c.source IN ('voice', 'chat')
+  AND c.started_at >= $2
+  AND c.started_at < $3
 """
-_CSV_COLUMNS = {
-    "customer_id": pa.string(),
-    "conversation_id": pa.string(),
-    "agent_user_id": pa.string(),
-    "usecase_id": pa.string(),
-    "source": pa.string(),
-    "start_ms": pa.int64(),
-    "end_ms": pa.int64(),
-}
 _MS_UTC = pa.timestamp("ms", tz="UTC")
 _WATERMARK_TABLE = "label_conversations_watermark"
 
@@ -97,7 +82,7 @@ class JobConfig:
     range_end: dt.datetime | None = None
     table: str = "conversation_with_labels"
     now: dt.datetime | None = None
-    batch_bytes: int = 16 << 20
+    slice_hours: int = 24
 
     @property
     def range_mode(self) -> bool:
@@ -116,7 +101,7 @@ class JobConfig:
             range_end=parse_rfc3339(end, ENV_RANGE_END) if end else None,
             table=table,
             now=parse_rfc3339(now, ENV_NOW) if now else None,
-            batch_bytes=int(env.get(ENV_BATCH_BYTES, "").strip() or 16 << 20),
+            slice_hours=int(env.get(ENV_SLICE_HOURS, "").strip() or 24),
         )
 
     def __post_init__(self) -> None:
@@ -124,6 +109,8 @@ class JobConfig:
             raise JobConfigError(f"{ENV_CLICKHOUSE_TABLE}: {self.table!r} is not a table name")
         if self.range_start and self.range_end and self.range_end <= self.range_start:
             raise JobConfigError(f"{ENV_RANGE_END} must be after {ENV_RANGE_START}")
+        if self.slice_hours < 1:
+            raise JobConfigError(f"{ENV_SLICE_HOURS} must be at least 1")
 
 
 @dataclass
@@ -164,66 +151,56 @@ def database_name(customer_id: str, region: str) -> str:
     return name
 
 
-class _CopyReader(io.RawIOBase):
-    """A file object over a psycopg ``COPY ... TO STDOUT`` so Arrow can parse it as a stream."""
-
-    def __init__(self, chunks: Iterator[Any]) -> None:
-        self._chunks = chunks
-        self._pending = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = memoryview(chunk)
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
-
-
-def _arrow_batch(batch: pa.RecordBatch, labeled_at_ms: int) -> pa.Table:
-    n = batch.num_rows
+def _with_labeled_at(rows: pa.Table, labeled_at_ms: int) -> pa.Table:
+    """The slice as ClickHouse rows: timestamps at DateTime64(3) precision (truncated), ``labeled_at`` added."""
     return pa.table(
         {
-            "customer_id": batch.column("customer_id"),
-            "conversation_id": batch.column("conversation_id"),
-            "agent_user_id": batch.column("agent_user_id"),
-            "usecase_id": batch.column("usecase_id"),
-            "source": batch.column("source"),
-            "conversation_start_time": batch.column("start_ms").cast(_MS_UTC),
-            "conversation_end_time": batch.column("end_ms").cast(_MS_UTC),
-            "labeled_at": pa.array(np.full(n, labeled_at_ms, dtype=np.int64)).cast(_MS_UTC),
+            **{
+                name: rows.column(name)
+                for name in ("customer_id", "conversation_id", "agent_user_id", "usecase_id", "source")
+            },
+            "conversation_start_time": rows.column("conversation_start_time").cast(_MS_UTC, safe=False),
+            "conversation_end_time": rows.column("conversation_end_time").cast(_MS_UTC, safe=False),
+            "labeled_at": pa.array(np.full(rows.num_rows, labeled_at_ms, dtype=np.int64)).cast(_MS_UTC),
         }
     )
 
 
+def slices(start: dt.datetime, end: dt.datetime, hours: int) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+    step = dt.timedelta(hours=hours)
+    while start < end:
+        yield start, min(start + step, end)
+        start += step
+
+
 def stream_eligible(
-    pg: psycopg.Connection, customer: str, start: dt.datetime, end: dt.datetime, batch_bytes: int
-) -> Iterator[pa.RecordBatch]:
-    """Yield the eligible conversations of [start, end) as Arrow record batches of ~``batch_bytes``."""
-    with (
-        pg.cursor() as cur,
-        cur.copy(_COPY_SQL, {"customer_id": customer, "start": start, "end": end}) as copy,
-    ):
-        chunks = iter(copy)
-        first = next(chunks, None)
-        if first is None:  # nothing eligible: Arrow refuses an empty CSV stream
-            return
-        reader = pa_csv.open_csv(
-            io.BufferedReader(_CopyReader(itertools.chain([first], chunks)), buffer_size=1 << 20),
-            read_options=pa_csv.ReadOptions(column_names=list(_CSV_COLUMNS), block_size=batch_bytes),
-            convert_options=pa_csv.ConvertOptions(column_types=_CSV_COLUMNS, strings_can_be_null=False),
+    pg: Any, customer: str, start: dt.datetime, end: dt.datetime, slice_hours: int
+) -> Iterator[pa.Table]:
+    """Yield the eligible conversations of [start, end) as Arrow tables, one per non-empty slice.
+
+    :param pg: an ADBC PostgreSQL DB-API connection (``adbc_driver_postgresql.dbapi.connect``).
+    """
+    with pg.cursor() as cur:
+        cur.execute(
+            "SELECT min(started_at), max(started_at) FROM conversations "
+            "WHERE customer_id = $1 AND started_at >= $2 AND started_at < $3",
+            (customer, start, end),
         )
-        yield from reader
+        low, high = cur.fetchone()
+        if low is None:
+            return
+        # slice only the span that has conversations (watermark mode starts at the epoch)
+        for first, last in slices(
+            max(start, low), min(end, high + dt.timedelta(microseconds=1)), slice_hours
+        ):
+            cur.execute(_SELECT_SQL, (customer, first, last))
+            table = cur.fetch_arrow_table()
+            if table.num_rows:
+                yield table
 
 
 def label_customer(
-    pg: psycopg.Connection,
+    pg: Any,
     clickhouse: Any,
     *,
     customer: str,
@@ -232,7 +209,7 @@ def label_customer(
     start: dt.datetime,
     end: dt.datetime,
     run_id: str,
-    batch_bytes: int,
+    slice_hours: int,
     clock: Callable[[], dt.datetime],
 ) -> CustomerResult:
     """Write one customer's eligible conversations of [start, end) into ``database.table``."""
@@ -242,13 +219,11 @@ def label_customer(
     settings: dict[str, Any] = {}
     if table.endswith("_d"):
         settings["insert_distributed_sync"] = 1  # the job is done only when every shard has its rows
-    for batch in stream_eligible(pg, customer, start, end, batch_bytes):
-        if batch.num_rows == 0:
-            continue
+    for batch in stream_eligible(pg, customer, start, end, slice_hours):
         token = f"label-conversations:{run_id}:{customer}:{result.blocks}"
         clickhouse.insert_arrow(
             table,
-            _arrow_batch(batch, labeled_at_ms),
+            _with_labeled_at(batch, labeled_at_ms),
             database=database,
             settings={**settings, "insert_deduplication_token": token},
         )
@@ -258,10 +233,10 @@ def label_customer(
     return result
 
 
-def _profiles(pg: psycopg.Connection, customer: str | None) -> list[tuple[str, str]]:
+def _profiles(pg: Any, customer: str | None) -> list[tuple[str, str]]:
     with pg.cursor() as cur:
         if customer:
-            cur.execute("SELECT customer_id, region FROM profiles WHERE customer_id = %s", (customer,))
+            cur.execute("SELECT customer_id, region FROM profiles WHERE customer_id = $1", (customer,))
         else:
             cur.execute("SELECT customer_id, region FROM profiles ORDER BY customer_id")
         rows = cur.fetchall()
@@ -299,12 +274,16 @@ def _save_watermark(
 
 def run(
     config: JobConfig,
-    pg: psycopg.Connection,
+    pg: Any,
     clickhouse: Any,
     *,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> RunResult:
-    """Run the job in-process on open connections (``clickhouse`` is a clickhouse-connect client)."""
+    """Run the job in-process on open connections.
+
+    :param pg: an ADBC PostgreSQL DB-API connection (``connect_postgres(dsn)``).
+    :param clickhouse: a clickhouse-connect client.
+    """
     result = RunResult(run_id=uuid.uuid4().hex)
     for customer, region in _profiles(pg, config.customer):
         database = database_name(customer, region)
@@ -322,7 +301,7 @@ def run(
             start=start,
             end=end,
             run_id=result.run_id,
-            batch_bytes=config.batch_bytes,
+            slice_hours=config.slice_hours,
             clock=clock,
         )
         if not config.range_mode:
@@ -353,7 +332,14 @@ def run_from_env(env: dict[str, str] | os._Environ[str] | None = None) -> RunRes
         raise JobConfigError(f"set {ENV_POSTGRES_DSN} and {ENV_CLICKHOUSE_DSN}")
     clickhouse = clickhouse_connect.get_client(dsn=ch_dsn)
     try:
-        with psycopg.connect(pg_dsn) as pg:
+        with connect_postgres(pg_dsn) as pg:
             return run(config, pg, clickhouse)
     finally:
         clickhouse.close()
+
+
+def connect_postgres(dsn: str) -> Any:
+    """An ADBC connection (libpq conninfo or URI): rows arrive as Arrow, no Python object per row."""
+    import adbc_driver_postgresql.dbapi
+
+    return adbc_driver_postgresql.dbapi.connect(dsn)

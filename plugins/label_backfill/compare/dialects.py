@@ -11,7 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+from pyarrow import csv as pa_csv
+
 from label_backfill import sql
+from label_backfill.clickhouse import table_exists
 from label_backfill.naming import DayRange, validate_customer_id, validate_identifier
 
 
@@ -25,11 +29,9 @@ class DaySummary:
     checksum: int
 
 
-@dataclass(frozen=True)
-class Fingerprint:
-    conversation_id: str
-    day: dt.date
-    fingerprint: int
+FINGERPRINT_SCHEMA = pa.schema(
+    [("conversation_id", pa.string()), ("day", pa.date32()), ("fingerprint", pa.int64())]
+)
 
 
 def _bounds(days: DayRange) -> dict[str, dt.datetime]:
@@ -66,12 +68,20 @@ class PostgresSide:
             for day, n, checksum in self._fetch(sql.postgres("eligible_day_summary"), params)
         }
 
-    def fingerprints(self, customer: str, days: DayRange) -> list[Fingerprint]:
+    def fingerprints_arrow(self, customer: str, days: DayRange) -> pa.Table:
+        """``fingerprints`` as Arrow, streamed with ``COPY`` (psycopg 3): no Python object per row."""
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
-        return [
-            Fingerprint(i, d, int(f))
-            for i, d, f in self._fetch(sql.postgres("eligible_fingerprints"), params)
-        ]
+        query = f"COPY ({sql.postgres('eligible_fingerprints').strip()}) TO STDOUT (FORMAT CSV)"
+        with self.connection.cursor() as cur, cur.copy(query, params) as copy:
+            data = b"".join(bytes(chunk) for chunk in copy)
+        self.connection.rollback()
+        if not data:
+            return FINGERPRINT_SCHEMA.empty_table()
+        return pa_csv.read_csv(
+            pa.py_buffer(data),
+            read_options=pa_csv.ReadOptions(column_names=FINGERPRINT_SCHEMA.names),
+            convert_options=pa_csv.ConvertOptions(column_types=FINGERPRINT_SCHEMA, strings_can_be_null=False),
+        )
 
     def usecases(self, customer: str, days: DayRange) -> dict[str, int]:
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
@@ -115,11 +125,7 @@ class ClickHouseSide:
         return self.client.query(text, parameters=params).result_rows
 
     def exists(self) -> bool:
-        rows = self.client.query(
-            "SELECT count() FROM system.tables WHERE database = {database:String} AND name = {table:String}",
-            parameters={"database": self.database, "table": self.table},
-        ).result_rows
-        return bool(rows and rows[0][0])
+        return table_exists(self.client, self.database, self.table)
 
     def day_summaries(self, customer: str, days: DayRange) -> dict[dt.date, DaySummary]:
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
@@ -128,9 +134,19 @@ class ClickHouseSide:
             for day, rows, distinct, dups, checksum in self._query("day_summary", params)
         }
 
-    def fingerprints(self, customer: str, days: DayRange) -> list[Fingerprint]:
+    def fingerprints_arrow(self, customer: str, days: DayRange) -> pa.Table:
+        """Every row of the range (duplicates included) as Arrow."""
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
-        return [Fingerprint(i, d, int(f)) for i, d, f in self._query("fingerprints", params)]
+        text = sql.clickhouse("fingerprints", database=self.database, table=self.table)
+        table = self.client.query_arrow(text, parameters=params)
+        return pa.table(
+            [
+                table.column(0).cast(pa.string()),
+                table.column(1).cast(pa.date32()),
+                table.column(2).cast(pa.int64()),
+            ],
+            schema=FINGERPRINT_SCHEMA,
+        )
 
     def usecases(self, customer: str, days: DayRange) -> dict[str, int]:
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}

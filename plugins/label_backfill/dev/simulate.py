@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from label_conversations.job import JobConfig, run
+from label_conversations.job import JobConfig, connect_postgres, run
 from pyarrow import csv as pa_csv
 
 from label_backfill.clickhouse import LabelTable
@@ -178,8 +178,18 @@ def simulate(
     seed: int = 7,
     cluster: str | None = None,
     table: str | None = None,
+    job_pg: Any | None = None,
 ) -> Incident:
-    """Reset the scale's customers and play the incident; ``pg`` is a psycopg connection."""
+    """Reset the scale's customers and play the incident.
+
+    :param pg: a psycopg connection (set-up and production changes).
+    :param job_pg: the job's ADBC connection (default: opened from ``pg``'s conninfo, which has no password).
+    """
+    if job_pg is None:
+        with connect_postgres(pg.info.dsn) as own:
+            return simulate(
+                pg, clickhouse, scale_name=scale_name, seed=seed, cluster=cluster, table=table, job_pg=own
+            )
     scale = SCALES[scale_name]
     rng = np.random.default_rng(seed)
     incident = Incident(scale_name, seed, [c for c, _ in scale.customers], scale.days)
@@ -215,7 +225,7 @@ def simulate(
             now = utc_midnight(day + dt.timedelta(days=1))
             result = run(
                 JobConfig(customer=customer, table=write_table, now=now),
-                pg,
+                job_pg,
                 clickhouse,
                 clock=lambda n=now: n,
             )
@@ -237,7 +247,7 @@ def simulate(
         range_start=utc_midnight(incident.rerun_day),
         range_end=utc_midnight(incident.rerun_day + dt.timedelta(days=1)),
     )
-    incident.rerun_rows = run(rerun, pg, clickhouse).rows
+    incident.rerun_rows = run(rerun, job_pg, clickhouse).rows
     incident.seconds["range re-run without delete"] = time.monotonic() - t
     return incident
 
