@@ -7,9 +7,11 @@ bound parameter (``%(x)s`` for Postgres, ``{x:Type}`` for ClickHouse).
 from __future__ import annotations
 
 import os
+import re
 from functools import cache
 from pathlib import Path
 from string import Template
+from typing import Any
 
 from label_backfill.naming import validate_identifier
 
@@ -26,6 +28,19 @@ def _read(name: str) -> str:
 def postgres(name: str) -> str:
     """Text of ``include/sql/postgres/<name>.sql`` (values bound as ``%(x)s``)."""
     return _read(f"postgres/{name}.sql")
+
+
+def positional(text: str, params: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """``%(name)s`` placeholders as ``$1, $2 ...`` with their values, for drivers without named ones (ADBC)."""
+    order: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in order:
+            order.append(match.group(1))
+        return f"${order.index(match.group(1)) + 1}"
+
+    text = re.sub(r"%\((\w+)\)s", number, text)
+    return text, tuple(params[name] for name in order)
 
 
 def clickhouse(name: str, **identifiers: str) -> str:

@@ -2,6 +2,7 @@
 
 Both sides fingerprint a conversation as the first 60 bits of md5('id|agent|usecase|source|start_ms|end_ms')
 read as an integer, and sum fingerprints per UTC start day: equal sums (with equal counts) mean equal days.
+For drifted days both sides hand over their rows as Arrow tables of the same schema (``ROW_SCHEMA``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-from pyarrow import csv as pa_csv
 
 from label_backfill import sql
 from label_backfill.clickhouse import table_exists
@@ -29,9 +29,19 @@ class DaySummary:
     checksum: int
 
 
-FINGERPRINT_SCHEMA = pa.schema(
-    [("conversation_id", pa.string()), ("day", pa.date32()), ("fingerprint", pa.int64())]
+LABEL_COLUMNS = ("agent_user_id", "usecase_id", "source", "start_ms", "end_ms")
+ROW_SCHEMA = pa.schema(
+    [
+        ("conversation_id", pa.string()),
+        ("day", pa.date32()),
+        ("agent_user_id", pa.string()),
+        ("usecase_id", pa.string()),
+        ("source", pa.string()),
+        ("start_ms", pa.int64()),
+        ("end_ms", pa.int64()),
+    ]
 )
+_MS = pa.timestamp("ms", tz="UTC")
 
 
 def _bounds(days: DayRange) -> dict[str, dt.datetime]:
@@ -43,8 +53,14 @@ class PostgresSide:
 
     name = "postgres"
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, bulk_dsn: str | None = None) -> None:
+        """
+        :param connection: a DB-API connection (``PostgresHook``) for the small queries.
+        :param bulk_dsn: libpq conninfo for the row reads of drifted days, which go through ADBC (Arrow, no
+            Python object per row); default: the connection's own conninfo (psycopg 3, no password).
+        """
         self.connection = connection
+        self.bulk_dsn = bulk_dsn
 
     def _fetch(self, query: str, params: dict[str, Any]) -> list[tuple]:
         with self.connection.cursor() as cur:
@@ -68,19 +84,27 @@ class PostgresSide:
             for day, n, checksum in self._fetch(sql.postgres("eligible_day_summary"), params)
         }
 
-    def fingerprints_arrow(self, customer: str, days: DayRange) -> pa.Table:
-        """``fingerprints`` as Arrow, streamed with ``COPY`` (psycopg 3): no Python object per row."""
+    def rows_arrow(self, customer: str, days: DayRange) -> pa.Table:
+        """The eligible conversations of ``days`` with their labels (``ROW_SCHEMA``)."""
+        from label_conversations import connect_postgres
+
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
-        query = f"COPY ({sql.postgres('eligible_fingerprints').strip()}) TO STDOUT (FORMAT CSV)"
-        with self.connection.cursor() as cur, cur.copy(query, params) as copy:
-            data = b"".join(bytes(chunk) for chunk in copy)
-        self.connection.rollback()
-        if not data:
-            return FINGERPRINT_SCHEMA.empty_table()
-        return pa_csv.read_csv(
-            pa.py_buffer(data),
-            read_options=pa_csv.ReadOptions(column_names=FINGERPRINT_SCHEMA.names),
-            convert_options=pa_csv.ConvertOptions(column_types=FINGERPRINT_SCHEMA, strings_can_be_null=False),
+        text, values = sql.positional(sql.postgres("eligible_rows"), params)
+        with connect_postgres(self.bulk_dsn or self.connection.info.dsn) as bulk, bulk.cursor() as cur:
+            cur.execute(text, values)
+            rows = cur.fetch_arrow_table()
+        ms = {c: rows.column(c).cast(_MS, safe=False).cast(pa.int64()) for c in ("started_at", "ended_at")}
+        return pa.table(
+            [
+                rows.column("conversation_id"),
+                rows.column("day"),
+                rows.column("agent_user_id"),
+                rows.column("usecase_id"),
+                rows.column("source"),
+                ms["started_at"],
+                ms["ended_at"],
+            ],
+            schema=ROW_SCHEMA,
         )
 
     def usecases(self, customer: str, days: DayRange) -> dict[str, int]:
@@ -134,18 +158,13 @@ class ClickHouseSide:
             for day, rows, distinct, dups, checksum in self._query("day_summary", params)
         }
 
-    def fingerprints_arrow(self, customer: str, days: DayRange) -> pa.Table:
-        """Every row of the range (duplicates included) as Arrow."""
+    def rows_arrow(self, customer: str, days: DayRange) -> pa.Table:
+        """Every row of ``days`` (duplicates included) with its labels (``ROW_SCHEMA``)."""
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
-        text = sql.clickhouse("fingerprints", database=self.database, table=self.table)
+        text = sql.clickhouse("rows", database=self.database, table=self.table)
         table = self.client.query_arrow(text, parameters=params)
         return pa.table(
-            [
-                table.column(0).cast(pa.string()),
-                table.column(1).cast(pa.date32()),
-                table.column(2).cast(pa.int64()),
-            ],
-            schema=FINGERPRINT_SCHEMA,
+            [table.column(i).cast(field.type) for i, field in enumerate(ROW_SCHEMA)], schema=ROW_SCHEMA
         )
 
     def usecases(self, customer: str, days: DayRange) -> dict[str, int]:

@@ -1,8 +1,8 @@
 """The comparison algorithm: two aggregate queries prove clean days; only drifted days are read row by row.
 
-Row-level work is columnar: both sides' fingerprints of a chunk of drifted days arrive as Arrow tables,
-ClickHouse rows are grouped per conversation, a full outer hash join on ``conversation_id`` lines them up
-with Postgres, and each kind of drift is a vectorised mask counted per day.
+Row-level work is columnar: both sides' rows of a chunk of drifted days arrive as Arrow tables, ClickHouse
+rows are grouped per conversation (min and max of every label), a full outer hash join on ``conversation_id``
+lines them up with Postgres, and each kind of drift is a vectorised mask counted per day.
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ import datetime as dt
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from label_backfill.compare.dialects import ClickHouseSide, DaySummary, PostgresSide
+from label_backfill.compare.dialects import LABEL_COLUMNS, ClickHouseSide, DaySummary, PostgresSide
 from label_backfill.compare.report import Comparison, DayResult
 from label_backfill.naming import DayRange, contiguous_ranges
 
@@ -34,33 +37,28 @@ def day_is_clean(pg: DaySummary | None, ch: DaySummary | None) -> bool:
 
 
 def diff_rows(pg: pa.Table, ch: pa.Table) -> dict[dt.date, tuple[DayResult, dict[str, list[str]]]]:
-    """Row-level comparison of fingerprint tables: per day, the counts and the (sorted) ids of each kind.
+    """Row-level comparison of two ``ROW_SCHEMA`` tables: per day, the counts and the (sorted) ids of each kind.
 
-    A conversation is counted on its Postgres start day, or on its ClickHouse one when Postgres has no
-    eligible row for it; ``ch_rows`` and ``ch_distinct`` are counted on ClickHouse's own days.
+    No aggregation over strings: missing and extra are set membership, duplicates a count of ids, stale a
+    column-by-column comparison of every ClickHouse row with its Postgres row (inner hash join). Missing and
+    stale are counted on the Postgres start day, extra and duplicates on the ClickHouse one.
     """
-    per_conversation = ch.group_by("conversation_id").aggregate(
-        [("fingerprint", "count"), ("fingerprint", "min"), ("fingerprint", "max"), ("day", "min")]
+    flagged: dict[str, pa.Table] = {}
+    copies = pc.value_counts(ch["conversation_id"])
+    repeated = pc.filter(copies, pc.greater(copies.field("counts"), 1))
+    dup_rows = ch.filter(pc.is_in(ch["conversation_id"], value_set=repeated.field("values")))
+    flagged["duplicates"] = dup_rows.select(["day", "conversation_id"])
+    flagged["missing"] = pg.filter(
+        pc.invert(pc.is_in(pg["conversation_id"], value_set=ch["conversation_id"]))
     )
-    joined = pg.join(per_conversation, keys="conversation_id", join_type="full outer")
-    in_pg = pc.is_valid(joined["fingerprint"])
-    in_ch = pc.is_valid(joined["fingerprint_count"])
-    masks = {
-        "duplicates": pc.fill_null(pc.greater(joined["fingerprint_count"], 1), False),
-        "missing": pc.and_(in_pg, pc.invert(in_ch)),
-        "extra": pc.and_(in_ch, pc.invert(in_pg)),
-        "stale": pc.fill_null(
-            pc.and_(
-                in_pg,
-                pc.or_(
-                    pc.not_equal(joined["fingerprint_min"], joined["fingerprint"]),
-                    pc.not_equal(joined["fingerprint_max"], joined["fingerprint"]),
-                ),
-            ),
-            False,
-        ),
-    }
-    day = pc.coalesce(joined["day"], joined["day_min"])
+    flagged["extra"] = ch.filter(pc.invert(pc.is_in(ch["conversation_id"], value_set=pg["conversation_id"])))
+    both = pg.join(ch.drop_columns(["day"]), keys="conversation_id", join_type="inner", right_suffix="_ch")
+    differs = None
+    for c in LABEL_COLUMNS:
+        this = pc.not_equal(both[c], both[f"{c}_ch"])
+        differs = this if differs is None else pc.or_(differs, this)
+    flagged["stale"] = both.filter(differs) if differs is not None else both.slice(0, 0)
+
     results: dict[dt.date, DayResult] = {}
     ids: dict[dt.date, dict[str, list[str]]] = defaultdict(lambda: {k: [] for k in KINDS})
 
@@ -70,16 +68,25 @@ def diff_rows(pg: pa.Table, ch: pa.Table) -> dict[dt.date, tuple[DayResult, dict
     for d, n in zip(*_count_by(pg["day"]), strict=True):
         result(d).pg_eligible = n
     for d, n in zip(*_count_by(ch["day"]), strict=True):
-        result(d).ch_rows = n
-    for d, n in zip(*_count_by(per_conversation["day_min"]), strict=True):
-        result(d).ch_distinct = n
-    for kind, mask in masks.items():
-        flagged = pa.table({"day": pc.filter(day, mask), "id": pc.filter(joined["conversation_id"], mask)})
-        for d, n in zip(*_count_by(flagged["day"]), strict=True):
+        result(d).ch_rows = result(d).ch_distinct = n
+    for d, n in zip(*_count_by(dup_rows["day"]), strict=True):
+        result(d).ch_distinct -= n  # every copy of a duplicated conversation ...
+    for kind in KINDS:
+        distinct = (
+            flagged[kind]
+            .select(["day", "conversation_id"])
+            .group_by(["day", "conversation_id"])
+            .aggregate([])
+        )
+        for d, n in zip(*_count_by(distinct["day"]), strict=True):
             setattr(result(d), kind, n)
-        if flagged.num_rows:
-            flagged = flagged.sort_by([("day", "ascending"), ("id", "ascending")])
-            for d, cid in zip(flagged["day"].to_pylist(), flagged["id"].to_pylist(), strict=True):
+            if kind == "duplicates":
+                result(d).ch_distinct += n  # ... counted back once
+        if distinct.num_rows:
+            distinct = distinct.sort_by([("day", "ascending"), ("conversation_id", "ascending")])
+            for d, cid in zip(
+                distinct["day"].to_pylist(), distinct["conversation_id"].to_pylist(), strict=True
+            ):
                 ids[d][kind].append(cid)
     return {d: (r, ids[d]) for d, r in sorted(results.items())}
 
@@ -103,6 +110,14 @@ def sample_ids(ids: dict[str, list[str]], size: int) -> dict[str, list[str]]:
     return {cid: [k for k, members in kinds.items() if cid in members] for cid in picked}
 
 
+def both_sides(pg_call: Callable[..., Any], ch_call: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
+    """Run the same question on both engines at once: each waits on its own server, not on the other."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ch_future = pool.submit(ch_call, *args)
+        pg_result = pg_call(*args)
+        return pg_result, ch_future.result()
+
+
 def compare(
     postgres: PostgresSide,
     clickhouse: ClickHouseSide,
@@ -113,8 +128,7 @@ def compare(
 ) -> Comparison:
     """Compare one customer's days: per-day counts, drift kinds, a bounded sample and usecase distribution."""
     began = time.monotonic()
-    pg_summary = postgres.day_summaries(customer, days)
-    ch_summary = clickhouse.day_summaries(customer, days)
+    pg_summary, ch_summary = both_sides(postgres.day_summaries, clickhouse.day_summaries, customer, days)
     results: dict[dt.date, DayResult] = {}
     drifted: list[dt.date] = []
     for day in days.days:
@@ -128,9 +142,7 @@ def compare(
     for run in contiguous_ranges(drifted):
         for first in range(0, len(run), MAX_DAYS_PER_FETCH):
             chunk = DayRange(run.days[first], run.days[min(first + MAX_DAYS_PER_FETCH, len(run)) - 1])
-            rows = diff_rows(
-                postgres.fingerprints_arrow(customer, chunk), clickhouse.fingerprints_arrow(customer, chunk)
-            )
+            rows = diff_rows(*both_sides(postgres.rows_arrow, clickhouse.rows_arrow, customer, chunk))
             for day in chunk.days:
                 result, ids = rows.get(day, (DayResult(date=day), {k: [] for k in KINDS}))
                 results[day] = result
