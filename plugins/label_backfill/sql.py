@@ -26,8 +26,15 @@ def _read(name: str) -> str:
 
 
 def postgres(name: str) -> str:
-    """Text of ``include/sql/postgres/<name>.sql`` (values bound as ``%(x)s``)."""
-    return _read(f"postgres/{name}.sql")
+    """Text of ``include/sql/postgres/<name>.sql`` (values bound as ``%(x)s``); ``$eligible`` stands for the
+    one definition of an eligible conversation, ``postgres/eligible.sql``."""
+    text = _read(f"postgres/{name}.sql")
+    if "$eligible" not in text:
+        return text
+    eligible = "\n".join(
+        line for line in _read("postgres/eligible.sql").splitlines() if not line.startswith("--")
+    )
+    return Template(text).substitute(eligible=eligible)
 
 
 def positional(text: str, params: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:

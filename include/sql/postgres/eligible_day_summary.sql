@@ -1,5 +1,6 @@
 -- Per UTC start day: eligible conversations and their fingerprint checksum.
 -- The fingerprint text and hash must stay identical to clickhouse/day_summary.sql.
+WITH c AS ($eligible)
 SELECT (c.started_at AT TIME ZONE 'UTC')::date AS day,
        count(*) AS pg_eligible,
        coalesce(sum(('x' || substr(md5(
@@ -7,12 +8,6 @@ SELECT (c.started_at AT TIME ZONE 'UTC')::date AS day,
            || floor(extract(epoch FROM c.started_at) * 1000)::bigint || '|'
            || floor(extract(epoch FROM c.ended_at) * 1000)::bigint
        ), 1, 15))::bit(60)::bigint), 0) AS checksum
-FROM conversations c
-JOIN users u ON u.user_id = c.agent_user_id AND NOT u.is_dev_user
-WHERE c.customer_id = %(customer_id)s
-  AND c.ended_at IS NOT NULL
-  AND c.source IN ('voice', 'chat')
-  AND c.started_at >= %(start)s
-  AND c.started_at < %(end)s
+FROM c
 GROUP BY 1
 ORDER BY 1

@@ -1,4 +1,5 @@
 -- The eligible conversations of a range with their labels, for the row-level comparison of drifted days.
+WITH c AS ($eligible)
 SELECT c.conversation_id,
        (c.started_at AT TIME ZONE 'UTC')::date AS day,
        c.agent_user_id,
@@ -6,10 +7,4 @@ SELECT c.conversation_id,
        c.source,
        c.started_at,
        c.ended_at
-FROM conversations c
-JOIN users u ON u.user_id = c.agent_user_id AND NOT u.is_dev_user
-WHERE c.customer_id = %(customer_id)s
-  AND c.ended_at IS NOT NULL
-  AND c.source IN ('voice', 'chat')
-  AND c.started_at >= %(start)s
-  AND c.started_at < %(end)s
+FROM c
