@@ -28,8 +28,8 @@ from label_backfill.naming import InvalidInput
 from label_backfill.operators import (
     ClickHouseDeleteOperator,
     ClickHouseMutationSensor,
+    LabelDayKubernetesOperator,
     LabelDayLocalOperator,
-    kubernetes_day_operator,
 )
 from label_backfill.sql import SQL_DIR
 
@@ -51,7 +51,7 @@ def _runner() -> tuple[type, dict]:
             "fail_days": sorted(SETTINGS.local_fail_days),
             "fail_attempts": SETTINGS.local_fail_attempts,
         }
-    return kubernetes_day_operator(), {
+    return LabelDayKubernetesOperator, {
         **common,
         "cronjob_name": SETTINGS.cronjob,
         "container_name": SETTINGS.k8s_container,
@@ -211,7 +211,7 @@ def conversation_labels_backfill() -> None:
     def plan_days(plan_dict: dict) -> list[dict]:
         ctx = get_current_context()
         plan = backfill.BackfillPlan.from_dict(plan_dict)
-        return backfill.day_job_kwargs(plan, SETTINGS, lb_settings.BACKFILL_DAG_ID, ctx["run_id"])
+        return backfill.day_job_kwargs(plan, lb_settings.BACKFILL_DAG_ID, ctx["run_id"])
 
     @task(trigger_rule="all_done", retries=1)
     def verify() -> dict:

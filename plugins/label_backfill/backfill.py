@@ -21,7 +21,7 @@ from label_backfill.naming import (
     utc_midnight,
     validate_customer_id,
 )
-from label_backfill.settings import BACKFILL_DAG_ID, Settings
+from label_backfill.settings import BACKFILL_DAG_ID
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def guard(plan: BackfillPlan, before: Comparison) -> list[str]:
     return problems
 
 
-def day_job_kwargs(plan: BackfillPlan, settings: Settings, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+def day_job_kwargs(plan: BackfillPlan, dag_id: str, run_id: str) -> list[dict[str, Any]]:
     """One mapped task's kwargs per day: the job's three env vars, a Job name and labels, the guards."""
     from label_backfill.kubernetes import job_name_for_day, label_value
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 import logging
 import time
@@ -157,7 +156,3 @@ class LabelTable:
                     f"mutations still running after {timeout:.0f} s: {', '.join(check.pending)}"
                 )
             time.sleep(poll)
-
-
-def utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

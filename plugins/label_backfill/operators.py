@@ -22,6 +22,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleExcept
 from label_backfill.clickhouse import LabelTable, MutationFailed, MutationState, check_mutations
 from label_backfill.compare import PostgresSide
 from label_backfill.hooks import clickhouse_client, postgres_connection, postgres_dsn
+from label_backfill.kubernetes import CronJobJobOperator
 from label_backfill.naming import DayRange, parse_day
 from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID
 from label_backfill.triggers import ClickHouseMutationTrigger
@@ -277,16 +278,12 @@ class LabelDayLocalOperator(DayRewriteOperator):
         return {"day": self.day, "rows": result.rows}
 
 
-def kubernetes_day_operator() -> type:
-    """``LabelDayKubernetesOperator``: the day as a Job created from the live CronJob's jobTemplate."""
-    from label_backfill.kubernetes import CronJobJobOperator
+class LabelDayKubernetesOperator(DayRewriteOperator, CronJobJobOperator):
+    """Rewrite one day as a Kubernetes Job created from the live CronJob's ``jobTemplate``."""
 
-    class LabelDayKubernetesOperator(DayRewriteOperator, CronJobJobOperator):
-        template_fields: Sequence[str] = (*CronJobJobOperator.template_fields, "day")
+    template_fields: Sequence[str] = (*CronJobJobOperator.template_fields, "day")
 
-        def execute(self, context: Any) -> Any:
-            self.wait_for_turn(context)
-            self.clear_day_before_write()
-            return super().execute(context)
-
-    return LabelDayKubernetesOperator
+    def execute(self, context: Any) -> Any:
+        self.wait_for_turn(context)
+        self.clear_day_before_write()
+        return super().execute(context)
