@@ -124,8 +124,10 @@ class ClickHouseMutationSensor(BaseSensorOperator):
         return check.state is MutationState.DONE
 
     def execute(self, context: Any) -> Any:
-        if not self.deferrable or self.poke(context):  # check once, defer only if not ready
-            return super().execute(context) if not self.deferrable else None
+        if not self.deferrable:
+            return super().execute(context)
+        if self.poke(context):  # check once, defer only if not ready
+            return None
         self.defer(
             trigger=ClickHouseMutationTrigger(
                 self.clickhouse_conn_id,
