@@ -150,16 +150,12 @@ def conversation_labels_backfill() -> None:
     @task(retries=0)
     def validate() -> dict:
         """Every param, then the profile lookup; nothing is deleted before this passes."""
-        from label_backfill.compare import PostgresSide
-        from label_backfill.hooks import postgres_connection
+        from label_backfill.hooks import postgres_side
 
         try:
             plan = backfill.validate_params(get_current_context()["params"], dt.datetime.now(dt.UTC).date())
-            pg = postgres_connection()
-            try:
-                plan = backfill.resolve_customer(plan, PostgresSide(pg))
-            finally:
-                pg.close()
+            with postgres_side() as postgres:
+                plan = backfill.resolve_customer(plan, postgres)
         except InvalidInput as err:
             raise AirflowFailException(f"invalid input: {err}") from None
         return plan.to_dict()
@@ -167,8 +163,8 @@ def conversation_labels_backfill() -> None:
     @task
     def preflight(plan_dict: dict) -> dict:
         """Before snapshot; refuse the delete when it is unsafe; a dry run writes its report here."""
-        from label_backfill.compare import ClickHouseSide, PostgresSide
-        from label_backfill.hooks import clickhouse_client, postgres_connection
+        from label_backfill.compare import ClickHouseSide
+        from label_backfill.hooks import clickhouse_client, postgres_side
         from label_backfill.reports import write_report
 
         plan = backfill.BackfillPlan.from_dict(plan_dict)
@@ -178,11 +174,8 @@ def conversation_labels_backfill() -> None:
             raise AirflowFailException(
                 f"customer: ClickHouse has no table {plan.database}.{SETTINGS.read_table}"
             )
-        pg = postgres_connection()
-        try:
-            before = backfill.snapshot(plan, PostgresSide(pg), clickhouse)
-        finally:
-            pg.close()
+        with postgres_side() as postgres:
+            before = backfill.snapshot(plan, postgres, clickhouse)
         problems = backfill.guard(plan, before)
         if plan.dry_run:
             path = write_report(
@@ -216,8 +209,8 @@ def conversation_labels_backfill() -> None:
     @task(trigger_rule="all_done", retries=1)
     def verify() -> dict:
         """After snapshot against Postgres; the run fails on any drift or failed day, naming the days."""
-        from label_backfill.compare import ClickHouseSide, PostgresSide
-        from label_backfill.hooks import clickhouse_client, postgres_connection
+        from label_backfill.compare import ClickHouseSide
+        from label_backfill.hooks import clickhouse_client, postgres_side
         from label_backfill.reports import write_report
 
         ctx = get_current_context()
@@ -239,15 +232,10 @@ def conversation_labels_backfill() -> None:
         plan = backfill.BackfillPlan.from_dict(plan_dict)
         before = backfill.comparison_from_dict(before_dict)
         failed = backfill.failed_days(states, [d.isoformat() for d in plan.days.days])
-        pg = postgres_connection()
-        try:
+        with postgres_side() as postgres:
             after = backfill.snapshot(
-                plan,
-                PostgresSide(pg),
-                ClickHouseSide(clickhouse_client(), plan.database, SETTINGS.read_table),
+                plan, postgres, ClickHouseSide(clickhouse_client(), plan.database, SETTINGS.read_table)
             )
-        finally:
-            pg.close()
         problems = backfill.verdict(after, failed)
         document = backfill.report_document(plan, before, after, problems, failed, ctx["run_id"])
         path = write_report(

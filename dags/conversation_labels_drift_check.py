@@ -94,30 +94,22 @@ def conversation_labels_drift_check() -> None:
 
     @task
     def customers_to_check() -> list[str]:
-        from label_backfill.compare import PostgresSide
-        from label_backfill.hooks import postgres_connection
+        from label_backfill.hooks import postgres_side
 
-        pg = postgres_connection()
-        try:
-            return drift.select_customers(
-                get_current_context()["params"]["customers"], PostgresSide(pg).customers()
-            )
-        finally:
-            pg.close()
+        with postgres_side() as postgres:
+            return drift.select_customers(get_current_context()["params"]["customers"], postgres.customers())
 
     @task(map_index_template="{{ customer }}", max_active_tis_per_dagrun=4)
     def check_customer(customer: str, first: str, last: str) -> dict:
         """One customer; a missing or unreachable database is a result, not a crash of the others."""
-        from label_backfill.compare import ClickHouseSide, PostgresSide, compare
-        from label_backfill.hooks import clickhouse_client, postgres_connection
+        from label_backfill.compare import ClickHouseSide, compare
+        from label_backfill.hooks import clickhouse_client, postgres_side
         from label_backfill.naming import DayRange, database_name
 
         ctx = get_current_context()
         ctx["customer"] = customer  # type: ignore[typeddict-unknown-key]  (map_index_template)
         days = DayRange(dt.date.fromisoformat(first), dt.date.fromisoformat(last))
-        pg = postgres_connection()
-        try:
-            postgres = PostgresSide(pg)
+        with postgres_side() as postgres:
             region = postgres.region(customer)
             if region is None:
                 return drift.customer_result(
@@ -140,8 +132,6 @@ def conversation_labels_drift_check() -> None:
                 return drift.customer_result(
                     customer, drift.STATUS_ERROR, error=f"{type(err).__name__}: {err}"
                 )
-        finally:
-            pg.close()
         log.info("%s:\n%s", customer, result.render_text())
         return drift.customer_result(
             customer, drift.STATUS_CLEAN if result.ok else drift.STATUS_DRIFT, result.to_dict()

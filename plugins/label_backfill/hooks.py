@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID
@@ -35,3 +37,16 @@ def clickhouse_client(conn_id: str = CLICKHOUSE_CONN_ID) -> Any:
     from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook
 
     return ClickHouseHook(clickhouse_conn_id=conn_id).get_client()
+
+
+@contextmanager
+def postgres_side(conn_id: str = POSTGRES_CONN_ID) -> Iterator[Any]:
+    """The comparison's Postgres side for a task: small queries through the provider's hook, drifted-day
+    row reads through ADBC with the same credentials (``postgres_dsn``, password included)."""
+    from label_backfill.compare import PostgresSide
+
+    connection = postgres_connection(conn_id)
+    try:
+        yield PostgresSide(connection, bulk_dsn=postgres_dsn(conn_id))
+    finally:
+        connection.close()

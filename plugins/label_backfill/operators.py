@@ -20,8 +20,7 @@ from airflow.sdk import BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
 
 from label_backfill.clickhouse import LabelTable, MutationFailed, MutationState, check_mutations
-from label_backfill.compare import PostgresSide
-from label_backfill.hooks import clickhouse_client, postgres_connection, postgres_dsn
+from label_backfill.hooks import clickhouse_client, postgres_dsn, postgres_side
 from label_backfill.kubernetes import CronJobJobOperator
 from label_backfill.naming import DayRange, parse_day
 from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID
@@ -199,11 +198,8 @@ class DayRewriteOperator(BaseOperator):
         left = table.row_count(self.customer, day)
         if not left:
             return
-        pg = postgres_connection(self.postgres_conn_id)
-        try:
-            eligible = sum(s.rows for s in PostgresSide(pg).day_summaries(self.customer, day).values())
-        finally:
-            pg.close()
+        with postgres_side(self.postgres_conn_id) as postgres:
+            eligible = sum(s.rows for s in postgres.day_summaries(self.customer, day).values())
         if not eligible and not self.allow_empty_source:
             raise AirflowFailException(
                 f"{self.day}: ClickHouse holds {left} rows but Postgres reports no eligible conversations; "

@@ -104,3 +104,17 @@ def test_sample_is_bounded(pg, ch, clean):
 def test_missing_database_is_reported(pg, ch):
     side = ClickHouseSide(ch, "no_such_customer_us_east_1")
     assert side.exists() is False
+
+
+def test_tasks_read_drifted_rows_with_the_connections_credentials(stack, clean, monkeypatch):
+    """psycopg's conninfo drops the password, so the ADBC row reads must use the Airflow connection's."""
+    import json
+
+    from label_backfill.hooks import postgres_side
+
+    conn = json.loads(stack[0].airflow_env(stack[1])["AIRFLOW_CONN_POSTGRES_CONVERSATIONS"])
+    monkeypatch.setenv("AIRFLOW_CONN_POSTGRES_CONVERSATIONS", json.dumps({**conn, "password": "s3cret-pw"}))
+    with postgres_side() as postgres:
+        assert "password=s3cret-pw" in postgres.bulk_dsn
+        assert "s3cret-pw" not in postgres.connection.info.dsn  # what the fallback would have used
+        assert postgres.rows_arrow("cmp-co", DAYS).num_rows == 120
