@@ -71,11 +71,10 @@ class Comparison:
             "seconds": round(self.seconds, 3),
         }
 
-    def day_rows(self, only_drifted: bool = False) -> list[list[str]]:
+    def day_rows(self) -> list[list[str]]:
         rows = [
             [d.date.isoformat(), *(f"{getattr(d, c):,}" for c in DAY_COLUMNS), "ok" if d.ok else "DRIFT"]
             for d in self.days
-            if d.ok is False or not only_drifted
         ]
         rows.append(["total", *(f"{self.total(c):,}" for c in DAY_COLUMNS), "ok" if self.ok else "DRIFT"])
         return rows
@@ -99,9 +98,9 @@ class Comparison:
             ]
         )
 
-    def render_markdown(self, only_drifted: bool = False) -> str:
+    def render_markdown(self) -> str:
         lines = [
-            markdown_table(["day", *DAY_COLUMNS, "status"], self.day_rows(only_drifted)),
+            markdown_table(["day", *DAY_COLUMNS, "status"], self.day_rows()),
             "",
             markdown_table(["usecase", "postgres", "clickhouse", "ratio"], self.usecase_rows()),
         ]
