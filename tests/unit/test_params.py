@@ -1,0 +1,28 @@
+"""Conf checks shared by both DAGs."""
+
+from __future__ import annotations
+
+import pytest
+from label_backfill.naming import InvalidInput
+from label_backfill.params import refuse_unknown_keys
+
+pytestmark = pytest.mark.unit
+
+KNOWN = ["customer", "start_date", "end_date", "dry_run", "max_days"]
+
+
+def test_known_keys_pass():
+    refuse_unknown_keys({"customer": "a", "dry_run": True}, KNOWN)
+    refuse_unknown_keys({}, KNOWN)
+    refuse_unknown_keys(None, KNOWN)
+
+
+def test_a_typo_is_refused_naming_the_key_and_the_closest_known_one():
+    with pytest.raises(InvalidInput, match=r"unknown param 'dryrun' \(did you mean 'dry_run'\?\)"):
+        refuse_unknown_keys({"customer": "a", "dryrun": True}, KNOWN)
+
+
+def test_every_unknown_key_is_named():
+    with pytest.raises(InvalidInput) as err:
+        refuse_unknown_keys({"zzz": 1, "customers": ["a"]}, KNOWN)
+    assert "'customers' (did you mean 'customer'?)" in str(err.value) and "'zzz'" in str(err.value)
