@@ -37,6 +37,23 @@ SETTINGS = lb_settings.load()
 log = logging.getLogger(__name__)
 
 
+def _write_report(plan, before, after, problems: list[str], failed: list[str], **kwargs) -> str:
+    from label_backfill.reports import write_report
+
+    run_id = get_current_context()["run_id"]
+    document = backfill.report_document(plan, before, after, problems, failed, run_id, **kwargs)
+    markdown = backfill.render_markdown(
+        plan,
+        before,
+        after,
+        problems,
+        run_id,
+        result=kwargs["result"],
+        clickhouse_now=kwargs.get("clickhouse_now"),
+    )
+    return str(write_report(SETTINGS.report_dir, lb_settings.BACKFILL_DAG_ID, run_id, document, markdown))
+
+
 def _runner() -> tuple[type, dict]:
     common = {
         "cluster": SETTINGS.clickhouse_cluster,
@@ -133,8 +150,10 @@ def _runner() -> tuple[type, dict]:
             2.0,
             type="number",
             minimum=1,
-            title="Delete-size guard",
-            description="Refuse when ClickHouse holds more than this many times the rows Postgres will rewrite.",
+            title="Loss guard",
+            description="Refuse a day when ClickHouse holds more than this many times the conversations it "
+            "keeps after the repair (2.0: more than half of the day's conversations would be lost because "
+            "Postgres no longer has them). Duplicate rows are never counted as loss.",
         ),
         "sample_size": Param(
             20,
@@ -151,50 +170,52 @@ def conversation_labels_backfill() -> None:
     def validate() -> dict:
         """Every param, then the profile lookup; nothing is deleted before this passes."""
         from label_backfill.hooks import postgres_side
+        from label_backfill.params import refuse_unknown_keys
 
+        ctx = get_current_context()
         try:
-            plan = backfill.validate_params(get_current_context()["params"], dt.datetime.now(dt.UTC).date())
+            refuse_unknown_keys(ctx["dag_run"].conf, ctx["dag"].params.keys())
+            plan = backfill.validate_params(ctx["params"], dt.datetime.now(dt.UTC).date())
             with postgres_side() as postgres:
                 plan = backfill.resolve_customer(plan, postgres)
         except InvalidInput as err:
             raise AirflowFailException(f"invalid input: {err}") from None
         return plan.to_dict()
 
-    @task
+    @task(multiple_outputs=True)
     def preflight(plan_dict: dict) -> dict:
-        """Before snapshot; refuse the delete when it is unsafe; a dry run writes its report here."""
+        """Before snapshot and the range's edge; refuse the delete when it is unsafe; a dry run reports here."""
+        from label_backfill.clickhouse import LabelTable
         from label_backfill.compare import ClickHouseSide
         from label_backfill.hooks import clickhouse_client, postgres_side
-        from label_backfill.reports import write_report
 
         plan = backfill.BackfillPlan.from_dict(plan_dict)
-        ctx = get_current_context()
-        clickhouse = ClickHouseSide(clickhouse_client(), plan.database, SETTINGS.read_table)
+        client = clickhouse_client()
+        clickhouse = ClickHouseSide(client, plan.database, SETTINGS.read_table)
         if not clickhouse.exists():
             raise AirflowFailException(
                 f"customer: ClickHouse has no table {plan.database}.{SETTINGS.read_table}"
             )
+        table = LabelTable(client, plan.database, SETTINGS.clickhouse_cluster)
         with postgres_side() as postgres:
-            before = backfill.snapshot(plan, postgres, clickhouse)
-        problems = backfill.guard(plan, before)
-        if plan.dry_run:
-            path = write_report(
-                SETTINGS.report_dir,
-                lb_settings.BACKFILL_DAG_ID,
-                ctx["run_id"],
-                backfill.report_document(plan, before, None, problems, [], ctx["run_id"]),
-                backfill.render_markdown(plan, before, None, problems, ctx["run_id"]),
-            )
-            log.info("before:\n%s", before.render_text())
+            found = backfill.run_preflight(plan, postgres, clickhouse, table, dt.datetime.now(dt.UTC).date())
+        before = found.before
+        log.info("before:\n%s", before.render_text())
+        if plan.dry_run or found.problems:
+            result = backfill.VERDICT_REFUSED if found.problems else backfill.VERDICT_DRY_RUN
+            path = _write_report(plan, before, None, found.problems, [], result=result)
             log.info(
-                "dry run: would delete %s rows and rewrite %s; report %s",
+                "%s: would delete %s rows (and %s conversation(s) stored outside the range) and rewrite %s; "
+                "report %s",
+                result,
                 before.total("ch_rows"),
+                len(found.boundary.delete_ids),
                 before.total("pg_eligible"),
                 path,
             )
-        if problems:
-            raise AirflowFailException("refusing to delete: " + " ".join(problems))
-        return before.to_dict()
+        if found.problems:
+            raise AirflowFailException("refusing to delete: " + " ".join(found.problems))
+        return found.to_xcom()
 
     @task.short_circuit
     def repair_requested(plan_dict: dict) -> bool:
@@ -206,53 +227,86 @@ def conversation_labels_backfill() -> None:
         plan = backfill.BackfillPlan.from_dict(plan_dict)
         return backfill.day_job_kwargs(plan, lb_settings.BACKFILL_DAG_ID, ctx["run_id"])
 
-    @task(trigger_rule="all_done", retries=1)
+    @task(trigger_rule="all_done", retries=2, retry_delay=dt.timedelta(seconds=SETTINGS.retry_delay_seconds))
     def verify() -> dict:
-        """After snapshot against Postgres; the run fails on any drift or failed day, naming the days."""
+        """After snapshot against Postgres; the run fails on any drift, failed day or unchecked state.
+
+        Always leaves a report once a delete may have happened: EXACT, NOT EXACT, NOT REPAIRED (stopped
+        before rewriting, our queued delete killed) or NOT VERIFIED (Postgres could not be compared).
+        """
+        from label_backfill.clickhouse import LabelTable
         from label_backfill.compare import ClickHouseSide
         from label_backfill.hooks import clickhouse_client, postgres_side
-        from label_backfill.reports import write_report
 
-        ctx = get_current_context()
-        ti = ctx["ti"]
+        ti = get_current_context()["ti"]
         plan_dict = ti.xcom_pull(task_ids="validate")
-        before_dict = ti.xcom_pull(task_ids="preflight")
+        found = ti.xcom_pull(task_ids="preflight")
         states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
-        if not plan_dict or not before_dict or states.get("wait_for_mutations") != "success":
-            # verify is the run's only leaf: it must fail, or a run stopped by validate would end green
-            stopped = [
-                t
-                for t in ("validate", "preflight", "delete_range", "wait_for_mutations")
-                if states.get(t) != "success"
-            ]
-            raise AirflowFailException(
-                f"no day was rewritten: {stopped[0] if stopped else 'an upstream task'} "
-                "did not succeed (see its log)"
-            )
+        if not plan_dict or not found:
+            stopped = next((t for t in ("validate", "preflight") if states.get(t) != "success"), "preflight")
+            raise AirflowFailException(f"nothing was deleted: {stopped} did not succeed (see its log)")
         plan = backfill.BackfillPlan.from_dict(plan_dict)
-        before = backfill.comparison_from_dict(before_dict)
-        failed = backfill.failed_days(states, [d.isoformat() for d in plan.days.days])
-        with postgres_side() as postgres:
-            after = backfill.snapshot(
-                plan, postgres, ClickHouseSide(clickhouse_client(), plan.database, SETTINGS.read_table)
-            )
-        problems = backfill.verdict(after, failed)
-        document = backfill.report_document(plan, before, after, problems, failed, ctx["run_id"])
-        path = write_report(
-            SETTINGS.report_dir,
-            lb_settings.BACKFILL_DAG_ID,
-            ctx["run_id"],
-            document,
-            backfill.render_markdown(plan, before, after, problems, ctx["run_id"]),
+        before = backfill.comparison_from_dict(found["before"])
+        client = clickhouse_client()
+        clickhouse = ClickHouseSide(client, plan.database, SETTINGS.read_table)
+        table = LabelTable(client, plan.database, SETTINGS.clickhouse_cluster)
+        stopped_at = next(
+            (t for t in ("delete_range", "wait_for_mutations") if states.get(t) != "success"), None
         )
+        stop_note = ""
+        if stopped_at:  # no day ran: whatever delete of ours is still queued must never run
+            stop_note = backfill.stop_our_delete(
+                plan, table, (ti.xcom_pull(task_ids="delete_range") or {}).get("mutations")
+            )
+        failed = [] if stopped_at else backfill.failed_days(states, [d.isoformat() for d in plan.days.days])
+        try:
+            with postgres_side() as postgres:
+                after = backfill.snapshot(plan, postgres, clickhouse)
+            edge = backfill.edge_problems(plan, found, clickhouse, table)
+        except Exception as err:
+            clickhouse_now = backfill.clickhouse_state(plan, clickhouse)
+            problems = [f"range not verified: {type(err).__name__}: {err}"] + (
+                [stop_note] if stop_note else []
+            )
+            path = _write_report(
+                plan,
+                before,
+                None,
+                problems,
+                failed,
+                result=backfill.VERDICT_NOT_VERIFIED,
+                clickhouse_now=clickhouse_now,
+            )
+            held = (
+                f"ClickHouse holds {sum(d['ch_rows'] for d in clickhouse_now):,} rows of the range"
+                if clickhouse_now is not None
+                else "ClickHouse could not be read either"
+            )
+            raise RuntimeError(
+                f"{plan.customer} {plan.start_date}..{plan.end_date} is NOT VERIFIED: {err}; {held} "
+                f"(before: {before.total('ch_rows'):,}); report {path}"
+            ) from err
         log.info("after:\n%s", after.render_text())
-        log.info("report: %s", path)
+        if stopped_at:
+            problems = [f"the repair stopped at {stopped_at} before rewriting; {stop_note}"]
+            result = backfill.VERDICT_NOT_REPAIRED
+        else:
+            problems = backfill.verdict(after, failed, edge)
+            result = backfill.VERDICT_NOT_EXACT if problems else backfill.VERDICT_EXACT
+        path = _write_report(plan, before, after, problems, failed, result=result)
+        log.info("%s; report: %s", result, path)
+        if stopped_at:
+            unchanged = "unchanged" if after.total("ch_rows") == before.total("ch_rows") else "CHANGED"
+            raise AirflowFailException(
+                f"{problems[0]}; ClickHouse holds {after.total('ch_rows'):,} rows of the range "
+                f"(before: {before.total('ch_rows'):,}, {unchanged}); report {path}"
+            )
         if problems:
             raise AirflowFailException(f"backfill of {plan.customer} is not exact: " + "; ".join(problems))
-        return {"report": str(path), "rows": after.total("ch_rows")}
+        return {"report": str(path), "rows": after.total("ch_rows"), "verdict": result}
 
     plan = validate()
-    before = preflight(plan)
+    found = preflight(plan)
     go = repair_requested(plan)
     delete = ClickHouseDeleteOperator(
         task_id="delete_range",
@@ -260,6 +314,7 @@ def conversation_labels_backfill() -> None:
         database=plan["database"],
         first_day=plan["start_date"],
         last_day=plan["end_date"],
+        conversation_ids=found["delete_ids"],
         cluster=SETTINGS.clickhouse_cluster,
         retries=0,  # a second delete of the same range is harmless but must be a deliberate clear
     )
@@ -281,7 +336,7 @@ def conversation_labels_backfill() -> None:
         retries=SETTINGS.day_retries,
         **runner_kwargs,
     ).expand_kwargs(plan_days(plan))
-    chain(before, go, delete, wait, days, verify())
+    chain(found, go, delete, wait, days, verify())
 
 
 conversation_labels_backfill()

@@ -31,3 +31,48 @@ def table_snapshot(ch: Any, database: str, table: str = "conversation_with_label
     return ch.query(
         f"SELECT * FROM {database}.{table} ORDER BY conversation_id, labeled_at, agent_user_id"
     ).result_rows
+
+
+def oracle_mismatches(pg: Any, ch: Any, customer: str, database: str, first: str, last: str) -> list[str]:
+    """Independent of the package's comparison: read both tables in plain SQL and check, over the WHOLE
+    ClickHouse table, every conversation that starts in [first, last] in Postgres or has a ClickHouse row
+    starting there: exactly one row with Postgres's labels if eligible, none if not. Returns the mismatches."""
+    import datetime as dt
+
+    def ms(value: dt.datetime) -> int:  # ClickHouse keeps milliseconds: compare at that precision
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return (value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
+
+    with pg.cursor() as cur:
+        cur.execute(
+            "SELECT c.conversation_id, c.agent_user_id, c.usecase_id, c.source, c.started_at, c.ended_at "
+            "FROM conversations c JOIN users u ON u.user_id = c.agent_user_id "
+            "WHERE c.customer_id = %s AND c.ended_at IS NOT NULL AND c.source IN ('voice', 'chat') "
+            "AND NOT u.is_dev_user",
+            (customer,),
+        )
+        truth = {r[0]: (r[1], r[2], r[3], ms(r[4]), ms(r[5])) for r in cur.fetchall()}
+        cur.execute(
+            "SELECT conversation_id FROM conversations WHERE customer_id = %s "
+            "AND (started_at AT TIME ZONE 'UTC')::date BETWEEN %s AND %s",
+            (customer, first, last),
+        )
+        in_range_pg = {r[0] for r in cur.fetchall()}
+    pg.rollback()
+    stored: dict[str, list[tuple]] = {}
+    in_range_ch = set()
+    for cid, agent, usecase, source, start, end in ch.query(
+        f"SELECT conversation_id, agent_user_id, usecase_id, toString(source), conversation_start_time, "
+        f"conversation_end_time FROM {database}.conversation_with_labels WHERE customer_id = {{c:String}}",
+        parameters={"c": customer},
+    ).result_rows:
+        stored.setdefault(cid, []).append((agent, usecase, source, ms(start), ms(end)))
+        if first <= start.date().isoformat() <= last:
+            in_range_ch.add(cid)
+    problems = []
+    for cid in sorted((in_range_pg & set(truth)) | in_range_ch):
+        expected = [truth[cid]] if cid in truth else []
+        if sorted(stored.get(cid, [])) != expected:
+            problems.append(f"{cid}: ClickHouse {stored.get(cid, [])} != Postgres {expected}")
+    return problems

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from label_backfill.clickhouse import LabelTable
 from label_backfill.compare import ClickHouseSide, Comparison, PostgresSide, compare
 from label_backfill.compare.report import DAY_COLUMNS, DayResult
 from label_backfill.naming import (
@@ -114,25 +116,146 @@ def resolve_customer(plan: BackfillPlan, postgres: PostgresSide) -> BackfillPlan
     )
 
 
-def guard(plan: BackfillPlan, before: Comparison) -> list[str]:
-    """Reasons to refuse the delete (empty when it is safe). A wrong mapping must never wipe ClickHouse."""
+def guard(plan: BackfillPlan, before: Comparison, boundary: Boundary | None = None) -> list[str]:
+    """Reasons to refuse the delete (empty when it is safe). A wrong mapping must never wipe ClickHouse.
+
+    Judged per day on what would be *lost*: the distinct conversations ClickHouse holds that Postgres will
+    not rewrite (``extra``). Duplicate rows are never loss: a day written three times is repaired, not refused.
+    """
     problems = []
-    if not plan.allow_empty_source:
-        empty = [d for d in before.days if d.pg_eligible == 0 and d.ch_rows > 0]
-        if empty:
-            listed = ", ".join(f"{d.date} ({d.ch_rows} rows)" for d in empty[:10])
-            problems.append(
-                f"Postgres reports no eligible conversations for {len(empty)} day(s) where ClickHouse holds rows: "
-                f"{listed}. A wrong customer, a lagging replica or an outage looks like this; rerun with "
-                "allow_empty_source=true only if those days are truly empty."
-            )
-    ch_rows, pg_rows = before.total("ch_rows"), before.total("pg_eligible")
-    if ch_rows > plan.max_delete_ratio * max(pg_rows, 1):
+    empty = [d for d in before.days if d.pg_eligible == 0 and d.ch_rows > 0]
+    if empty and not plan.allow_empty_source:
+        listed = ", ".join(f"{d.date} ({d.ch_rows} rows)" for d in empty[:10])
         problems.append(
-            f"the delete would remove {ch_rows} rows to rewrite {pg_rows}, more than max_delete_ratio="
-            f"{plan.max_delete_ratio} times; check the customer and range, or raise max_delete_ratio."
+            f"Postgres reports no eligible conversations for {len(empty)} day(s) where ClickHouse holds rows: "
+            f"{listed}. A wrong customer, a lagging replica or an outage looks like this; rerun with "
+            "allow_empty_source=true only if those days are truly empty."
         )
+    share = 1 - 1 / plan.max_delete_ratio
+    lossy = [d for d in before.days if d.pg_eligible > 0 and d.extra and d.extra > share * d.ch_distinct]
+    if lossy:
+        listed = ", ".join(f"{d.date} ({d.extra:,} of {d.ch_distinct:,} not in Postgres)" for d in lossy[:10])
+        problems.append(
+            f"the delete would lose more than {share:.0%} of the conversations ClickHouse holds on "
+            f"{len(lossy)} day(s) (max_delete_ratio={plan.max_delete_ratio}): {listed}. A lagging or partial "
+            "source looks like this; check Postgres, or raise max_delete_ratio if those conversations are "
+            "truly gone."
+        )
+    if boundary is not None:
+        problems += boundary.problems()
     return problems
+
+
+MAX_BOUNDARY_IDS = 100_000  # conversations deleted by id outside the range; past this, widen the range
+_ID_BATCH = 10_000
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """Conversations whose start day in ClickHouse and in Postgres are on different sides of the range's edge.
+
+    ``delete_ids``: stored outside the range, but their only true place is inside it (or nowhere): their
+    outside rows are deleted with the range. ``moved_out``: stored inside the range, but Postgres now starts
+    them outside it (id -> that day): the repair would delete them without rewriting, so it is refused.
+    ``outside_days``: where the ``delete_ids`` rows sit.
+    """
+
+    delete_ids: list[str]
+    moved_out: dict[str, str]
+    outside_days: list[str]
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.moved_out:
+            days = sorted(set(self.moved_out.values()))
+            sample = ", ".join(f"{cid} ({day})" for cid, day in sorted(self.moved_out.items())[:5])
+            out.append(
+                f"{len(self.moved_out)} conversation(s) stored in this range now start outside it in Postgres "
+                f"(e.g. {sample}): the delete would drop them without rewriting them. Add these day(s) to the "
+                f"range: {', '.join(days)}."
+            )
+        if len(self.delete_ids) > MAX_BOUNDARY_IDS:
+            out.append(
+                f"{len(self.delete_ids):,} conversations of this range also have rows on other days (over "
+                f"{MAX_BOUNDARY_IDS:,}); widen the range to include: {', '.join(self.outside_days[:20])}."
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Boundary:
+        return cls(**data)
+
+
+def _batches(ids: Iterable[str]) -> Iterator[list[str]]:
+    ids = sorted(ids)
+    for i in range(0, len(ids), _ID_BATCH):
+        yield ids[i : i + _ID_BATCH]
+
+
+def _day_of(iso: str | None) -> str:
+    return (iso or "")[:10]  # both sides render UTC ISO timestamps: the first 10 characters are the UTC day
+
+
+def find_boundary(
+    plan: BackfillPlan,
+    postgres: PostgresSide,
+    clickhouse: ClickHouseSide,
+    table: LabelTable,
+    before: Comparison,
+) -> Boundary:
+    """Which conversations cross the range's edge (see ``Boundary``); ``before`` is the preflight comparison.
+
+    Only drift can hide them, so the look-ups are bounded by it: the missing ids of drifted days are looked
+    for in ClickHouse outside the range, the extra ids in Postgres, and one ClickHouse query finds the
+    conversations stored both inside and outside the range.
+    """
+    days = plan.days
+    first, last = days.first.isoformat(), days.last.isoformat()
+
+    def outside(day: str) -> bool:
+        return not first <= day <= last
+
+    outside_rows: dict[str, set[str]] = {
+        cid: {d.isoformat() for d in found} for cid, found in table.straddling(plan.customer, days).items()
+    }
+    straddling = set(outside_rows)
+    missing = before.drift_ids.get("missing", set()) - straddling
+    for batch in _batches(missing):
+        for cid, rows in clickhouse.labels(plan.customer, batch).items():
+            found = {_day_of(r["conversation_start_time"]) for r in rows} - {""}
+            if any(outside(d) for d in found):
+                outside_rows[cid] = {d for d in found if outside(d)}
+    moved_out: dict[str, str] = {}
+    for batch in _batches(before.drift_ids.get("extra", set()) | straddling):
+        for cid, truth in postgres.labels(plan.customer, batch).items():
+            day = _day_of(truth["conversation_start_time"])
+            if truth["eligible"] and outside(day):
+                moved_out[cid] = day
+                outside_rows.pop(cid, None)
+    delete_ids = sorted(outside_rows)
+    if delete_ids or moved_out:
+        log.info(
+            "%s: %s conversation(s) also stored outside the range (deleted there too), %s moved out of it",
+            plan.customer,
+            len(delete_ids),
+            len(moved_out),
+        )
+    return Boundary(
+        delete_ids=delete_ids,
+        moved_out=moved_out,
+        outside_days=sorted({d for found in outside_rows.values() for d in found}),
+    )
+
+
+def neighbour_days(plan: BackfillPlan, today: dt.date) -> tuple[list[dt.date], list[dt.date]]:
+    """The days either side of the range, split into (checked, skipped): the cron may still write the last
+    two days, so their rows may change without the repair touching them."""
+    around = [plan.days.first - dt.timedelta(days=1), plan.days.last + dt.timedelta(days=1)]
+    checked = [d for d in around if d <= today - dt.timedelta(days=2)]
+    return checked, [d for d in around if d not in checked]
 
 
 def day_job_kwargs(plan: BackfillPlan, dag_id: str, run_id: str) -> list[dict[str, Any]]:
@@ -170,6 +293,119 @@ def snapshot(plan: BackfillPlan, postgres: PostgresSide, clickhouse: ClickHouseS
     return compare(postgres, clickhouse, plan.customer, plan.days, sample_size=plan.sample_size)
 
 
+@dataclass
+class Preflight:
+    """What the preflight found: the before comparison, the range's edge, the neighbours' fingerprints."""
+
+    before: Comparison
+    boundary: Boundary
+    neighbours: dict[str, list[int]]
+    skipped_neighbours: list[str]
+    problems: list[str]
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {
+            "before": self.before.to_dict(),
+            "delete_ids": self.boundary.delete_ids,
+            "boundary": self.boundary.to_dict(),
+            "neighbours": self.neighbours,
+            "skipped_neighbours": self.skipped_neighbours,
+        }
+
+
+def run_preflight(
+    plan: BackfillPlan, postgres: PostgresSide, clickhouse: ClickHouseSide, table: LabelTable, today: dt.date
+) -> Preflight:
+    """The before comparison, the conversations crossing the range's edge, and the guard's findings."""
+    before = snapshot(plan, postgres, clickhouse)
+    boundary = find_boundary(plan, postgres, clickhouse, table, before)
+    checked, skipped = neighbour_days(plan, today)
+    found = table.day_fingerprints(plan.customer, checked, boundary.delete_ids)
+    return Preflight(
+        before=before,
+        boundary=boundary,
+        neighbours={d.isoformat(): found.get(d.isoformat(), [0, 0]) for d in checked},
+        skipped_neighbours=[d.isoformat() for d in skipped],
+        problems=guard(plan, before, boundary),
+    )
+
+
+def edge_problems(
+    plan: BackfillPlan, preflight: dict[str, Any], clickhouse: ClickHouseSide, table: LabelTable
+) -> list[str]:
+    """After the rewrite, outside the per-day counts: nothing counted twice across the range's edge, no row
+    left of a conversation deleted by id, and the neighbouring days byte-for-byte as the preflight saw them."""
+    problems = []
+    twice = table.straddling(plan.customer, plan.days)
+    if twice:
+        sample = ", ".join(
+            f"{cid} (also {', '.join(map(str, days))})" for cid, days in list(twice.items())[:5]
+        )
+        problems.append(f"{len(twice)} conversation(s) of the range also have a row outside it: {sample}")
+    first, last = plan.days.first.isoformat(), plan.days.last.isoformat()
+    left = []
+    for batch in _batches(preflight["delete_ids"]):
+        for cid, rows in clickhouse.labels(plan.customer, batch).items():
+            if any(not first <= _day_of(r["conversation_start_time"]) <= last for r in rows):
+                left.append(cid)
+    if left:
+        problems.append(
+            f"{len(left)} conversation(s) deleted outside the range still have rows there: {left[:5]}"
+        )
+    neighbours = preflight["neighbours"]
+    now = table.day_fingerprints(
+        plan.customer, [dt.date.fromisoformat(d) for d in neighbours], preflight["delete_ids"]
+    )
+    changed = [d for d, fingerprint in neighbours.items() if now.get(d, [0, 0]) != fingerprint]
+    if changed:
+        problems.append(
+            f"rows outside the range changed on {', '.join(changed)} (the repair must never touch them): "
+            f"{', '.join(f'{d}: {neighbours[d][0]} -> {now.get(d, [0, 0])[0]} rows' for d in changed)}"
+        )
+    return problems
+
+
+def clickhouse_state(plan: BackfillPlan, clickhouse: ClickHouseSide) -> list[dict[str, Any]] | None:
+    """What ClickHouse holds per day, when Postgres cannot be compared (None if ClickHouse fails too)."""
+    try:
+        found = clickhouse.day_summaries(plan.customer, plan.days)
+    except Exception as err:  # the report must still be written, saying ClickHouse was not read either
+        log.warning("ClickHouse could not be read for the report: %s", err)
+        return None
+    out = []
+    for day in plan.days.days:
+        s = found.get(day)
+        out.append(
+            {
+                "date": day.isoformat(),
+                "pg_eligible": None,
+                "ch_rows": s.rows if s else 0,
+                "ch_distinct": s.distinct if s else 0,
+                "duplicates": s.duplicates if s else 0,
+                "ok": None,
+            }
+        )
+    return out
+
+
+def stop_our_delete(plan: BackfillPlan, table: LabelTable, watched: list[list[str]] | None) -> str:
+    """Kill whatever delete of ours is still queued, so nothing empties the range after the run stopped.
+
+    :param watched: ``[[host, mutation_id], ...]`` from ``delete_range``; None when it did not return (then
+        any unfinished delete of this customer is ours: one backfill per customer at a time).
+    :return: what was done, for the error message and the report.
+    """
+    mutations = (
+        [tuple(m) for m in watched] if watched is not None else table.created_mutations(plan.customer, set())
+    )
+    killed = table.kill(mutations)
+    if killed:
+        return (
+            f"killed our pending delete {', '.join(killed)} (a killed delete keeps the parts it already did)"
+        )
+    return "no delete of ours is pending"
+
+
 def comparison_from_dict(data: dict[str, Any]) -> Comparison:
     days = [
         DayResult(date=dt.date.fromisoformat(d["date"]), sample=d["sample"], **{k: d[k] for k in DAY_COLUMNS})
@@ -196,8 +432,12 @@ def failed_days(day_states: dict[str, str], days: list[str]) -> list[str]:
     return out
 
 
-def verdict(after: Comparison, failed: list[str]) -> list[str]:
-    """Why the run must fail (empty when the range is exact and every day succeeded)."""
+VERDICT_EXACT, VERDICT_NOT_EXACT, VERDICT_DRY_RUN = "EXACT", "NOT EXACT", "DRY RUN"
+VERDICT_REFUSED, VERDICT_NOT_REPAIRED, VERDICT_NOT_VERIFIED = "REFUSED", "NOT REPAIRED", "NOT VERIFIED"
+
+
+def verdict(after: Comparison, failed: list[str], edge: list[str] | None = None) -> list[str]:
+    """Why the run must fail (empty when the range is exact, every day succeeded and the edges hold)."""
     problems = []
     if failed:
         problems.append(f"day job(s) failed: {', '.join(failed)}")
@@ -210,23 +450,37 @@ def verdict(after: Comparison, failed: list[str]) -> list[str]:
     ]
     if uneven:
         problems.append(f"counts differ from Postgres on {', '.join(uneven)}")
-    return problems
+    return problems + list(edge or [])
 
 
 def render_markdown(
-    plan: BackfillPlan, before: Comparison, after: Comparison | None, problems: list[str], run_id: str
+    plan: BackfillPlan,
+    before: Comparison | None,
+    after: Comparison | None,
+    problems: list[str],
+    run_id: str,
+    *,
+    result: str,
+    clickhouse_now: list[dict[str, Any]] | None = None,
 ) -> str:
-    status = "DRY RUN (nothing changed)" if after is None else ("EXACT" if not problems else "FAILED")
     lines = [
         f"# {BACKFILL_DAG_ID}: {plan.customer} {plan.start_date}..{plan.end_date}",
         "",
         f"- run: `{run_id}`",
         f"- database: `{plan.database}`",
-        f"- result: **{status}**",
+        f"- result: **{result}**",
     ]
     lines += [f"- problem: {p}" for p in problems]
-    lines += ["", "## Before", "", before.render_markdown()]
-    if after is not None:
+    if before is not None:
+        lines += ["", "## Before", "", before.render_markdown()]
+    if clickhouse_now is not None:
+        lines += ["", "## ClickHouse now (not compared with Postgres)", ""]
+        lines += ["| day | ch_rows | ch_distinct | duplicates |", "|---|---|---|---|"]
+        lines += [
+            f"| {d['date']} | {d['ch_rows']:,} | {d['ch_distinct']:,} | {d['duplicates']:,} |"
+            for d in clickhouse_now
+        ]
+    if after is not None and before is not None:
         lines += ["", "## After", "", after.render_markdown()]
         lines += [
             "",
@@ -247,12 +501,19 @@ def render_markdown(
 
 def report_document(
     plan: BackfillPlan,
-    before: Comparison,
+    before: Comparison | None,
     after: Comparison | None,
     problems: list[str],
     failed: list[str],
     run_id: str,
+    *,
+    result: str,
+    checks: dict[str, Any] | None = None,
+    clickhouse_now: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """The report's JSON. ``result`` is the verdict (EXACT, NOT EXACT, DRY RUN, REFUSED, NOT REPAIRED, NOT
+    VERIFIED); ``ok`` is true only for EXACT."""
+    days = (after or before).to_dict()["days"] if (after or before) else []
     return {
         "dag_id": BACKFILL_DAG_ID,
         "run_id": run_id,
@@ -261,10 +522,13 @@ def report_document(
         "start_date": plan.start_date,
         "end_date": plan.end_date,
         "dry_run": plan.dry_run,
-        "ok": after is not None and not problems,
+        "verdict": result,
+        "ok": result == VERDICT_EXACT,
+        "verified": after is not None,
         "problems": problems,
         "failed_days": failed,
-        "days": (after or before).to_dict()["days"],
-        "before": before.to_dict(),
+        "days": clickhouse_now if clickhouse_now is not None and after is None else days,
+        "before": before.to_dict() if before else None,
         "after": after.to_dict() if after else None,
+        "checks": checks or {},
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import logging
 import time
@@ -35,6 +36,10 @@ class MutationFailed(RuntimeError):
 
 class MutationTimeout(TimeoutError):
     pass
+
+
+class DeleteStateUnknown(RuntimeError):
+    """ClickHouse may have accepted a delete whose mutations cannot be read: a person must look."""
 
 
 def check_mutations(rows: Iterable[dict[str, Any]], watched: Iterable[tuple[str, str]]) -> MutationCheck:
@@ -130,17 +135,116 @@ class LabelTable:
         result = self.client.query(self.mutations_sql(), parameters={"database": self.database})
         return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
-    def delete_range(self, customer: str, days: DayRange) -> list[tuple[str, str]]:
-        """Start the delete of the customer's rows starting in ``days``; return the mutations it created.
+    def delete_range(
+        self, customer: str, days: DayRange, conversation_ids: Iterable[str] = ()
+    ) -> list[tuple[str, str]]:
+        """Start the delete of the customer's rows starting in ``days`` (and every row of ``conversation_ids``).
 
-        The mutation runs asynchronously (``mutations_sync = 0``): wait with the sensor or ``wait``.
+        Returns the ``(host, mutation_id)`` it created; the mutation runs asynchronously (``mutations_sync =
+        0``): wait with the sensor or ``wait``. When the ALTER or the listing after it fails, ClickHouse may
+        still have accepted the delete: the mutations are looked for again, and returned if found (so the run
+        goes on to rewrite what they delete); if they cannot be read at all, ``DeleteStateUnknown`` says so.
         """
         before = {(r["host"], r["mutation_id"]) for r in self.mutations()}
-        params = {"customer_id": validate_customer_id(customer), "start": days.start, "end": days.end}
-        self.client.command(self.delete_sql(), parameters=params, settings={"mutations_sync": 0})
-        created = sorted({(r["host"], r["mutation_id"]) for r in self.mutations()} - before)
+        params = {
+            "customer_id": validate_customer_id(customer),
+            "start": days.start,
+            "end": days.end,
+            "conversation_ids": sorted(set(conversation_ids)),
+        }
+        try:
+            self.client.command(self.delete_sql(), parameters=params, settings={"mutations_sync": 0})
+            created = self.created_mutations(customer, before)
+        except Exception as err:
+            log.warning(
+                "delete of %s %s failed (%s); looking for a mutation ClickHouse accepted", customer, days, err
+            )
+            created = self.created_mutations(customer, before, attempts=3, error=err)
+            if not created:
+                raise
+            log.warning("ClickHouse accepted the delete despite the error: mutations %s", created)
         log.info("delete of %s %s in %s started mutations %s", customer, days, self.database, created)
         return created
+
+    def created_mutations(
+        self,
+        customer: str,
+        before: set[tuple[str, str]],
+        *,
+        attempts: int = 1,
+        error: BaseException | None = None,
+    ) -> list[tuple[str, str]]:
+        """Mutations of this customer's delete that are not in ``before`` (matched on the command text)."""
+        needle = f"customer_id = '{validate_customer_id(customer)}'"
+        for attempt in range(attempts):
+            try:
+                rows = self.mutations()
+            except Exception as err:
+                if attempt + 1 < attempts:
+                    time.sleep(1.0 + attempt)
+                    continue
+                raise DeleteStateUnknown(
+                    f"ClickHouse may have accepted the delete of {customer} in {self.database} "
+                    f"({error or 'the ALTER succeeded'}) but its mutations cannot be read ({err}): check "
+                    f"system.mutations WHERE database = '{self.database}' AND NOT is_done, and KILL MUTATION a "
+                    "delete of this customer before anything else; nothing was rewritten"
+                ) from err
+            return sorted({(r["host"], r["mutation_id"]) for r in rows if needle in r["command"]} - before)
+        return []
+
+    def kill(self, watched: Iterable[tuple[str, str]], *, timeout: float = 30.0) -> list[str]:
+        """Kill the watched mutations that are not done yet (every replica on a cluster); return them.
+
+        A killed delete leaves the parts it already rewrote as they are: it stops, it does not undo.
+        """
+        watched = set(watched)
+        rows = self.mutations()
+        pending = [r for r in rows if (r["host"], r["mutation_id"]) in watched and not r["is_done"]]
+        if not pending:
+            return []
+        ids = sorted({r["mutation_id"] for r in pending})
+        self.client.query(
+            sql.clickhouse("kill_mutations", on_cluster=sql.on_cluster(self.cluster)),
+            parameters={"database": self.database, "mutation_ids": ids},
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            left = [
+                r["mutation_id"]
+                for r in self.mutations()
+                if (r["host"], r["mutation_id"]) in watched and not r["is_done"]
+            ]
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                raise MutationTimeout(
+                    f"mutations {', '.join(left)} still listed {timeout:.0f} s after KILL MUTATION"
+                )
+            time.sleep(0.2)
+        killed = [f"{r['host']}:{r['mutation_id']} ({r['parts_to_do']} parts not yet done)" for r in pending]
+        log.warning("killed our delete mutation(s) in %s: %s", self.database, ", ".join(killed))
+        return killed
+
+    def straddling(self, customer: str, days: DayRange) -> dict[str, list[dt.date]]:
+        """Conversations with rows both inside ``days`` and outside, with their outside start days."""
+        text = sql.clickhouse("straddling", database=self.database, table=self.read_table)
+        params = {"customer_id": validate_customer_id(customer), "start": days.start, "end": days.end}
+        return {cid: list(outside) for cid, outside in self.client.query(text, parameters=params).result_rows}
+
+    def day_fingerprints(
+        self, customer: str, days: Iterable[dt.date], exclude: Iterable[str] = ()
+    ) -> dict[str, list[int]]:
+        """ClickHouse-only ``{day: [rows, checksum of every column]}``, leaving ``exclude`` out."""
+        text = sql.clickhouse("day_fingerprints", database=self.database, table=self.read_table)
+        params = {
+            "customer_id": validate_customer_id(customer),
+            "days": sorted(days),
+            "exclude": sorted(set(exclude)),
+        }
+        return {
+            day.isoformat(): [int(rows), int(checksum)]
+            for day, rows, checksum in self.client.query(text, parameters=params).result_rows
+        }
 
     def wait(self, watched: list[tuple[str, str]], *, timeout: float, poll: float = 0.2) -> None:
         """Block until the watched mutations are done; raise ``MutationFailed`` / ``MutationTimeout``."""

@@ -9,15 +9,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator, BaseSensorOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
+from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, TaskDeferred
 
 from label_backfill.clickhouse import LabelTable, MutationFailed, MutationState, check_mutations
 from label_backfill.hooks import clickhouse_client, postgres_dsn, postgres_side
@@ -39,12 +40,14 @@ class ClickHouseDeleteOperator(BaseOperator):
     :param database: the customer's database (validated identifier).
     :param first_day: first UTC start day, ``YYYY-MM-DD`` (inclusive).
     :param last_day: last UTC start day, ``YYYY-MM-DD`` (inclusive).
+    :param conversation_ids: conversations also deleted outside the range (the preflight's ``delete_ids``:
+        their only true place is inside it, or nowhere).
     :param cluster: cluster name for ``ON CLUSTER``, or None for a single node.
     :param clickhouse_conn_id: Airflow connection of ClickHouse.
     :return: ``{"mutations": [[host, mutation_id], ...]}`` for the sensor.
     """
 
-    template_fields: Sequence[str] = ("customer", "database", "first_day", "last_day")
+    template_fields: Sequence[str] = ("customer", "database", "first_day", "last_day", "conversation_ids")
 
     def __init__(
         self,
@@ -53,6 +56,7 @@ class ClickHouseDeleteOperator(BaseOperator):
         database: str,
         first_day: str,
         last_day: str,
+        conversation_ids: Any = (),
         cluster: str | None = None,
         clickhouse_conn_id: str = CLICKHOUSE_CONN_ID,
         **kwargs: Any,
@@ -60,21 +64,31 @@ class ClickHouseDeleteOperator(BaseOperator):
         super().__init__(**kwargs)
         self.customer, self.database = customer, database
         self.first_day, self.last_day = first_day, last_day
+        self.conversation_ids = conversation_ids
         self.cluster = cluster
         self.clickhouse_conn_id = clickhouse_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         days = DayRange(parse_day(self.first_day, "start_date"), parse_day(self.last_day, "end_date"))
         table = LabelTable(clickhouse_client(self.clickhouse_conn_id), self.database, self.cluster)
-        mutations = table.delete_range(self.customer, days)
+        extra_ids = list(self.conversation_ids or ())
+        mutations = table.delete_range(self.customer, days, extra_ids)
         self.log.info(
-            "started %s mutation(s) deleting %s %s: %s", len(mutations), self.customer, days, mutations
+            "started %s mutation(s) deleting %s %s and %s conversation(s) stored outside it: %s",
+            len(mutations),
+            self.customer,
+            days,
+            len(extra_ids),
+            mutations,
         )
         return {"mutations": [list(m) for m in mutations]}
 
 
 class ClickHouseMutationSensor(BaseSensorOperator):
     """Wait until every watched mutation is done on every replica; fail at once if one has failed.
+
+    Whenever it fails (a mutation ahead of ours failed, timeout, an error), it first kills our watched
+    mutations that are not done, so no queued delete can empty the range after the run stopped.
 
     :param database: the customer's database.
     :param mutations: ``[[host, mutation_id], ...]`` from ``ClickHouseDeleteOperator``.
@@ -117,16 +131,17 @@ class ClickHouseMutationSensor(BaseSensorOperator):
             time.sleep(0.25)
             check = check_mutations(table.mutations(), self._watched())
         if check.state is MutationState.FAILED:
-            raise AirflowFailException(f"ClickHouse delete failed, no day was rewritten: {check.reason}")
+            raise AirflowFailException(f"ClickHouse delete failed: {check.reason}")
         if check.state is MutationState.PENDING:
             self.log.info("waiting for %s", ", ".join(check.pending))
         return check.state is MutationState.DONE
 
     def execute(self, context: Any) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        if self.poke(context):  # check once, defer only if not ready
-            return None
+        with self._stop_our_delete_on_failure():
+            if not self.deferrable:
+                return super().execute(context)
+            if self.poke(context):  # check once, defer only if not ready
+                return None
         self.defer(
             trigger=ClickHouseMutationTrigger(
                 self.clickhouse_conn_id,
@@ -139,11 +154,35 @@ class ClickHouseMutationSensor(BaseSensorOperator):
             timeout=dt.timedelta(seconds=self.timeout),
         )
 
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+        with self._stop_our_delete_on_failure():  # also the trigger's timeout, raised from here
+            return super().resume_execution(next_method, next_kwargs, context)
+
     def execute_complete(self, context: Any, event: dict[str, Any]) -> None:
         if event.get("status") != MutationState.DONE.value:
-            raise AirflowFailException(
-                f"ClickHouse delete failed, no day was rewritten: {event.get('reason')}"
-            )
+            raise AirflowFailException(f"ClickHouse delete failed: {event.get('reason')}")
+
+    @contextlib.contextmanager
+    def _stop_our_delete_on_failure(self) -> Iterator[None]:
+        try:
+            yield
+        except (AirflowRescheduleException, TaskDeferred):
+            raise
+        except Exception as err:
+            try:
+                table = LabelTable(clickhouse_client(self.clickhouse_conn_id), self.database, self.cluster)
+                killed = table.kill(self._watched())
+                stopped = (
+                    f"killed our pending delete {', '.join(killed)}"
+                    if killed
+                    else "no delete of ours is pending"
+                )
+            except Exception as kill_err:
+                stopped = (
+                    f"could NOT stop our delete ({kill_err}): KILL MUTATION {self._watched()} in "
+                    f"{self.database} before anything else"
+                )
+            raise AirflowFailException(f"{err}; no day was rewritten; {stopped}") from err
 
 
 class DayRewriteOperator(BaseOperator):

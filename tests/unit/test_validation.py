@@ -96,10 +96,28 @@ def test_guard_refuses_days_postgres_reports_empty_unless_allowed():
     assert guard(_plan(allow_empty_source=True), before) == []
 
 
-def test_guard_refuses_oversized_delete():
-    before = _comparison(DayResult(dt.date(2026, 1, 1), 10, 25, 25))
-    assert "max_delete_ratio" in guard(_plan(), before)[0]
-    assert guard(_plan(max_delete_ratio=3.0), before) == []
+def test_guard_refuses_a_day_that_would_lose_most_of_its_conversations():
+    before = _comparison(DayResult(dt.date(2026, 1, 1), 10, 25, 25, extra=15))  # 60% not in Postgres
+    problems = guard(_plan(), before)
+    assert len(problems) == 1 and "max_delete_ratio" in problems[0] and "2026-01-01 (15 of 25" in problems[0]
+    assert guard(_plan(max_delete_ratio=3.0), before) == []  # up to 66% may go
+
+
+def test_guard_never_counts_duplicate_rows_as_loss():
+    # The seeds' incident: every conversation written three times; Postgres rewrites every one of them.
+    before = _comparison(DayResult(dt.date(2026, 1, 1), 10, 30, 10, duplicates=10))
+    assert guard(_plan(), before) == []
+
+
+def test_guard_judges_each_day_not_the_range_total():
+    # One lagging day (Postgres has 10% of it) hidden in a range whose total is well within the ratio.
+    before = _comparison(
+        DayResult(dt.date(2026, 1, 1), 1000, 1000, 1000),
+        DayResult(dt.date(2026, 1, 2), 1000, 1000, 1000),
+        DayResult(dt.date(2026, 1, 3), 10, 100, 100, extra=90),
+    )
+    problems = guard(_plan(), before)
+    assert len(problems) == 1 and "2026-01-03 (90 of 100 not in Postgres)" in problems[0]
 
 
 def test_verdict_names_days_and_kinds():

@@ -139,6 +139,7 @@ def compare(
         else:
             drifted.append(day)
     samples: dict[dt.date, dict[str, list[str]]] = {}
+    drift_ids: dict[str, set[str]] = {"missing": set(), "extra": set()}
     for run in contiguous_ranges(drifted):
         for first in range(0, len(run), MAX_DAYS_PER_FETCH):
             chunk = DayRange(run.days[first], run.days[min(first + MAX_DAYS_PER_FETCH, len(run)) - 1])
@@ -146,6 +147,8 @@ def compare(
             for day in chunk.days:
                 result, ids = rows.get(day, (DayResult(date=day), {k: [] for k in KINDS}))
                 results[day] = result
+                for kind, members in drift_ids.items():
+                    members.update(ids[kind])
                 if sample_size:
                     samples[day] = sample_ids(ids, sample_size)
     _attach_samples(postgres, clickhouse, customer, results, samples)
@@ -161,6 +164,7 @@ def compare(
         days=[results[d] for d in days.days],
         usecases=dict(usecases),
         seconds=time.monotonic() - began,
+        drift_ids=drift_ids,
     )
     log.info(
         "compared %s %s in %.2f s: %s drifted day(s)",

@@ -45,6 +45,8 @@ class Comparison:
     days: list[DayResult]
     usecases: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
+    # Every missing and extra conversation id of the drifted days (not in the report: it can be large).
+    drift_ids: dict[str, set[str]] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
