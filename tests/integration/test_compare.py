@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import pytest
+from label_backfill import sql
 from label_backfill.compare import ClickHouseSide, PostgresSide, compare
 from label_backfill.compare.diff import diff_rows
 from label_backfill.naming import DayRange
@@ -96,6 +97,25 @@ def test_each_kind_of_drift_is_found_on_its_day(pg, ch, clean):
     assert sorted(dup["kinds"]) == ["duplicates", "stale"] and len(dup["clickhouse"]) == 2
     text = result.render_text()
     assert "DRIFT" in text and "k1000" in result.render_markdown()
+
+
+def test_checksums_that_differ_while_no_row_differs_are_an_inconsistency(pg, ch, clean, monkeypatch):
+    """A fingerprint that leaves out a compared column (here ClickHouse's): never a clean day."""
+    without_end = tuple(c for c in sql.COMPARED if c.name != "end_ms")
+    fingerprint = sql.clickhouse_fingerprint
+    monkeypatch.setattr(sql, "clickhouse_fingerprint", lambda columns=without_end: fingerprint(columns))
+    pg_sum = PostgresSide(pg).day_summaries("cmp-co", DAYS)
+    ch_sum = ClickHouseSide(ch, clean).day_summaries("cmp-co", DAYS)
+    assert all(pg_sum[d].checksum != ch_sum[d].checksum for d in DAYS.days)
+    result = run_compare(pg, ch, clean)
+    assert [(d.pg_eligible, d.ch_rows, d.ch_distinct) for d in result.days] == [(40, 40, 40)] * 3
+    assert [d.ok for d in result.days] == [False] * 3
+    assert [d.inconsistent for d in result.days] == [True] * 3
+    assert not result.ok and result.drifted_days == list(DAYS.days)  # the drift check's drifted days
+    document = result.to_dict()
+    assert [d["inconsistent"] for d in document["days"]] == [True] * 3
+    assert document["totals"]["inconsistent"] == 3
+    assert "INCONSISTENT" in result.render_text() and "INCONSISTENT" in result.render_markdown()
 
 
 def test_sample_is_bounded(pg, ch, clean):
