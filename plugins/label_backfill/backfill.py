@@ -445,8 +445,15 @@ def verdict(after: Comparison, failed: list[str], edge: list[str] | None = None)
         bad = [f"{d.date} ({getattr(d, kind)})" for d in after.days if getattr(d, kind)]
         if bad:
             problems.append(f"{kind} remain on {', '.join(bad)}")
+    inconsistent = [str(d.date) for d in after.days if d.inconsistent]
+    if inconsistent:
+        problems.append(
+            f"comparison inconsistent (checksum or count differs, no row does) on {', '.join(inconsistent)}"
+        )
     uneven = [
-        str(d.date) for d in after.days if not d.ok and not (d.duplicates or d.missing or d.extra or d.stale)
+        str(d.date)
+        for d in after.days
+        if not d.rows_agree and not (d.duplicates or d.missing or d.extra or d.stale)
     ]
     if uneven:
         problems.append(f"counts differ from Postgres on {', '.join(uneven)}")

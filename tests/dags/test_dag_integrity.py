@@ -4,7 +4,6 @@ a database, and expose the documented contract (ids, params, schedule, task name
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 
@@ -32,11 +31,9 @@ def test_dags_import_without_errors_or_io(no_network, monkeypatch, runner):
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.setenv("LABEL_BACKFILL_JOB_RUNNER", runner)
-    started = time.monotonic()
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {BACKFILL, DRIFT}
-    assert time.monotonic() - started < 30
     label_day = bag.dags[BACKFILL].get_task("label_day")
     expected = "LabelDayLocalOperator" if runner == "local" else "LabelDayKubernetesOperator"
     assert label_day.operator_name == expected

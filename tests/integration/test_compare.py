@@ -1,11 +1,16 @@
-"""The comparison core on crafted data: each kind of drift, clean data, and a checksum equal across engines."""
+"""The comparison core on crafted data: each kind of drift, clean data, and a checksum equal across engines;
+and on a simulated incident against an independent oracle (plain SQL reads, plain Python counting)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter, defaultdict
+from typing import Any
 
 import pytest
+from label_backfill import sql
 from label_backfill.compare import ClickHouseSide, PostgresSide, compare
+from label_backfill.compare.diff import diff_rows
 from label_backfill.naming import DayRange
 
 from tests.crafted import add_conversations, at, label_range, make_customer
@@ -94,6 +99,25 @@ def test_each_kind_of_drift_is_found_on_its_day(pg, ch, clean):
     assert "DRIFT" in text and "k1000" in result.render_markdown()
 
 
+def test_checksums_that_differ_while_no_row_differs_are_an_inconsistency(pg, ch, clean, monkeypatch):
+    """A fingerprint that leaves out a compared column (here ClickHouse's): never a clean day."""
+    without_end = tuple(c for c in sql.COMPARED if c.name != "end_ms")
+    fingerprint = sql.clickhouse_fingerprint
+    monkeypatch.setattr(sql, "clickhouse_fingerprint", lambda columns=without_end: fingerprint(columns))
+    pg_sum = PostgresSide(pg).day_summaries("cmp-co", DAYS)
+    ch_sum = ClickHouseSide(ch, clean).day_summaries("cmp-co", DAYS)
+    assert all(pg_sum[d].checksum != ch_sum[d].checksum for d in DAYS.days)
+    result = run_compare(pg, ch, clean)
+    assert [(d.pg_eligible, d.ch_rows, d.ch_distinct) for d in result.days] == [(40, 40, 40)] * 3
+    assert [d.ok for d in result.days] == [False] * 3
+    assert [d.inconsistent for d in result.days] == [True] * 3
+    assert not result.ok and result.drifted_days == list(DAYS.days)  # the drift check's drifted days
+    document = result.to_dict()
+    assert [d["inconsistent"] for d in document["days"]] == [True] * 3
+    assert document["totals"]["inconsistent"] == 3
+    assert "INCONSISTENT" in result.render_text() and "INCONSISTENT" in result.render_markdown()
+
+
 def test_sample_is_bounded(pg, ch, clean):
     ch.command(f"ALTER TABLE {clean}.conversation_with_labels DELETE WHERE 1", settings={"mutations_sync": 2})
     result = run_compare(pg, ch, clean, sample_size=5)
@@ -118,3 +142,114 @@ def test_tasks_read_drifted_rows_with_the_connections_credentials(stack, clean, 
         assert "password=s3cret-pw" in postgres.bulk_dsn
         assert "s3cret-pw" not in postgres.connection.info.dsn  # what the fallback would have used
         assert postgres.rows_arrow("cmp-co", DAYS).num_rows == 120
+
+
+@pytest.mark.parametrize(
+    ("cid", "correction"),
+    [
+        ("k2010", "ended_at = ended_at + interval '3 minutes'"),  # 18:17 -> 18:20, same day
+        ("k1007", "started_at = started_at - interval '1 hour'"),  # 15:07 -> 14:07, same day
+    ],
+)
+def test_a_corrected_time_makes_a_labeled_conversation_stale(pg, ch, clean, cid, correction):
+    """Only a time changes, within the start day: both the checksum and the row comparison must see it."""
+    day = dt.date(2026, 2, int(cid[1]))
+    with pg.cursor() as cur:
+        cur.execute(
+            f"UPDATE conversations SET {correction} WHERE conversation_id = %s "
+            "RETURNING (started_at AT TIME ZONE 'UTC')::date",
+            (cid,),
+        )
+        assert cur.fetchone()[0] == day
+    pg.commit()
+    postgres, clickhouse = PostgresSide(pg), ClickHouseSide(ch, clean)
+
+    pg_sum, ch_sum = postgres.day_summaries("cmp-co", DAYS), clickhouse.day_summaries("cmp-co", DAYS)
+    assert [d for d in DAYS.days if pg_sum[d].checksum != ch_sum[d].checksum] == [day]
+    assert {(s.rows, s.distinct, s.duplicates) for s in (*pg_sum.values(), *ch_sum.values())} == {(40, 40, 0)}
+
+    rows = diff_rows(postgres.rows_arrow("cmp-co", DAYS), clickhouse.rows_arrow("cmp-co", DAYS))
+    assert {d: ids for d, (_, ids) in rows.items() if any(ids.values())} == {
+        day: {"duplicates": [], "missing": [], "extra": [], "stale": [cid]}
+    }
+
+    result = run_compare(pg, ch, clean)
+    assert [
+        (d.date, d.pg_eligible, d.ch_rows, d.ch_distinct, d.stale, d.missing, d.extra, d.duplicates)
+        for d in result.days
+    ] == [(d, 40, 40, 40, int(d == day), 0, 0, 0) for d in DAYS.days]
+    assert result.drifted_days == [day] and not result.ok
+    (sample,) = next(d for d in result.days if d.date == day).sample
+    assert sample["conversation_id"] == cid and sample["kinds"] == ["stale"]
+
+
+def _ms(value: dt.datetime) -> int:
+    if value.tzinfo is None:  # ClickHouse hands back naive UTC
+        value = value.replace(tzinfo=dt.UTC)
+    return (value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
+
+
+def oracle(pg: Any, ch: Any, customer: str, database: str, days: DayRange) -> dict[dt.date, dict[str, int]]:
+    """Per day counts computed without the package: plain SQL reads, plain Python sets and counters.
+
+    The contract from the README: eligible = the customer's, ended, voice or chat, agent a known non-dev
+    user; missing and stale count on the Postgres start day, extra and duplicates on the ClickHouse one.
+    """
+    with pg.cursor() as cur:
+        cur.execute(
+            "SELECT c.conversation_id, c.agent_user_id, c.usecase_id, c.source, c.started_at, c.ended_at "
+            "FROM conversations c JOIN users u ON u.user_id = c.agent_user_id "
+            "WHERE c.customer_id = %s AND c.ended_at IS NOT NULL AND c.source IN ('voice', 'chat') "
+            "AND NOT u.is_dev_user AND c.started_at >= %s AND c.started_at < %s",
+            (customer, days.start, days.end),
+        )
+        source = {cid: (agent, usecase, src, _ms(s), _ms(e)) for cid, agent, usecase, src, s, e in cur}
+    pg.rollback()
+    target = ch.query(
+        "SELECT conversation_id, agent_user_id, usecase_id, toString(source), conversation_start_time, "
+        f"conversation_end_time FROM {database}.conversation_with_labels WHERE customer_id = {{c:String}} "
+        "AND conversation_start_time >= {s:DateTime64(3, 'UTC')} AND conversation_start_time < {e:DateTime64(3, 'UTC')}",
+        parameters={"c": customer, "s": days.start, "e": days.end},
+    ).result_rows
+    labels = [(cid, (agent, usecase, src, _ms(s), _ms(e))) for cid, agent, usecase, src, s, e in target]
+    copies = Counter(cid for cid, _ in labels)
+
+    def day_of(ms: int) -> dt.date:
+        return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date()
+
+    out: dict[dt.date, dict[str, int]] = {d: defaultdict(int) for d in days.days}
+    sets: dict[dt.date, dict[str, set[str]]] = {d: defaultdict(set) for d in days.days}
+    for cid, row in source.items():
+        out[day_of(row[3])]["pg_eligible"] += 1
+        if cid not in copies:
+            sets[day_of(row[3])]["missing"].add(cid)
+    for cid, row in labels:
+        day = day_of(row[3])
+        out[day]["ch_rows"] += 1
+        sets[day]["distinct"].add(cid)
+        if copies[cid] > 1:
+            sets[day]["duplicates"].add(cid)
+        if cid not in source:
+            sets[day]["extra"].add(cid)
+        elif row != source[cid]:
+            sets[day_of(source[cid][3])]["stale"].add(cid)
+    for day, kinds in sets.items():
+        out[day]["ch_distinct"] = len(kinds["distinct"])
+        for kind in ("duplicates", "missing", "extra", "stale"):
+            out[day][kind] = len(kinds[kind])
+    return {d: dict(counts) for d, counts in out.items()}
+
+
+def test_comparison_agrees_with_an_independent_oracle_on_a_simulated_incident(pg, ch):
+    from label_backfill.dev.simulate import simulate
+
+    incident = simulate(pg, ch, scale_name="small", seed=7)
+    days = DayRange(incident.rerun_day - dt.timedelta(days=2), incident.rerun_day + dt.timedelta(days=2))
+    expected = oracle(pg, ch, "alaska-air", "alaska_air_us_east_1", days)
+    result = compare(
+        PostgresSide(pg), ClickHouseSide(ch, "alaska_air_us_east_1"), "alaska-air", days, sample_size=0
+    )
+    columns = ("pg_eligible", "ch_rows", "ch_distinct", "duplicates", "missing", "extra", "stale")
+    assert {d.date: {c: getattr(d, c) for c in columns} for d in result.days} == expected
+    totals = {c: sum(day[c] for day in expected.values()) for c in columns}
+    assert all(totals[k] > 0 for k in ("duplicates", "missing", "extra", "stale")), totals  # a real test

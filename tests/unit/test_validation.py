@@ -49,7 +49,6 @@ def test_good_params_make_a_plan():
         ({"start_date": "2026-02-30"}, "start_date"),
         ({"end_date": "yesterday"}, "end_date"),
         ({"start_date": "2026-02-18", "end_date": "2026-01-01"}, "end_date"),
-        ({"end_date": "2026-11-24"}, "end_date"),  # today is still being labeled
         ({"start_date": "2026-12-01", "end_date": "2026-12-02"}, "end_date"),  # future
         ({"start_date": "2025-01-01", "end_date": "2025-12-31"}, "end_date"),  # over max_days
         ({"max_parallel_days": 0}, "max_parallel_days"),
@@ -62,6 +61,14 @@ def test_bad_params_are_rejected_naming_the_param(change, param):
     with pytest.raises(InvalidInput) as err:
         validate_params({**GOOD, **change}, TODAY)
     assert str(err.value).startswith(f"{param}:")
+
+
+def test_end_date_today_is_refused_as_unfinished():
+    """A short range ending today: only the finished-day rule can refuse it (not max_days)."""
+    params = {**GOOD, "start_date": "2026-11-20", "end_date": "2026-11-24"}
+    with pytest.raises(InvalidInput, match=r"^end_date: 2026-11-24 is not a finished UTC day"):
+        validate_params(params, TODAY)
+    assert validate_params({**params, "end_date": "2026-11-23"}, TODAY).end_date == "2026-11-23"
 
 
 def test_database_name_and_identifiers():

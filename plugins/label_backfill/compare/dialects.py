@@ -3,6 +3,7 @@
 Both sides fingerprint a conversation as the first 60 bits of md5('id|agent|usecase|source|start_ms|end_ms')
 read as an integer, and sum fingerprints per UTC start day: equal sums (with equal counts) mean equal days.
 For drifted days both sides hand over their rows as Arrow tables of the same schema (``ROW_SCHEMA``).
+Fingerprint, row queries and ``ROW_SCHEMA`` all derive from one definition, ``sql.COMPARED``.
 """
 
 from __future__ import annotations
@@ -29,19 +30,20 @@ class DaySummary:
     checksum: int
 
 
-LABEL_COLUMNS = ("agent_user_id", "usecase_id", "source", "start_ms", "end_ms")
+KEY = sql.KEY.name
+LABEL_COLUMNS = tuple(c.name for c in sql.LABELS)
 ROW_SCHEMA = pa.schema(
     [
-        ("conversation_id", pa.string()),
+        (KEY, pa.string()),
         ("day", pa.date32()),
-        ("agent_user_id", pa.string()),
-        ("usecase_id", pa.string()),
-        ("source", pa.string()),
-        ("start_ms", pa.int64()),
-        ("end_ms", pa.int64()),
+        *((c.name, pa.int64() if c.millis else pa.string()) for c in sql.LABELS),
     ]
 )
-_MS = pa.timestamp("ms", tz="UTC")
+
+
+def _as_rows(table: pa.Table) -> pa.Table:
+    """A query's result in ``ROW_SCHEMA``: columns picked by name, each cast to its type."""
+    return pa.table([table.column(f.name).cast(f.type) for f in ROW_SCHEMA], schema=ROW_SCHEMA)
 
 
 def _bounds(days: DayRange) -> dict[str, dt.datetime]:
@@ -92,20 +94,7 @@ class PostgresSide:
         text, values = sql.positional(sql.postgres("eligible_rows"), params)
         with connect_postgres(self.bulk_dsn or self.connection.info.dsn) as bulk, bulk.cursor() as cur:
             cur.execute(text, values)
-            rows = cur.fetch_arrow_table()
-        ms = {c: rows.column(c).cast(_MS, safe=False).cast(pa.int64()) for c in ("started_at", "ended_at")}
-        return pa.table(
-            [
-                rows.column("conversation_id"),
-                rows.column("day"),
-                rows.column("agent_user_id"),
-                rows.column("usecase_id"),
-                rows.column("source"),
-                ms["started_at"],
-                ms["ended_at"],
-            ],
-            schema=ROW_SCHEMA,
-        )
+            return _as_rows(cur.fetch_arrow_table())
 
     def usecases(self, customer: str, days: DayRange) -> dict[str, int]:
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
@@ -162,10 +151,7 @@ class ClickHouseSide:
         """Every row of ``days`` (duplicates included) with its labels (``ROW_SCHEMA``)."""
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
         text = sql.clickhouse("rows", database=self.database, table=self.table)
-        table = self.client.query_arrow(text, parameters=params)
-        return pa.table(
-            [table.column(i).cast(field.type) for i, field in enumerate(ROW_SCHEMA)], schema=ROW_SCHEMA
-        )
+        return _as_rows(self.client.query_arrow(text, parameters=params))
 
     def usecases(self, customer: str, days: DayRange) -> dict[str, int]:
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}

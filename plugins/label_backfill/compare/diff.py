@@ -146,6 +146,16 @@ def compare(
             rows = diff_rows(*both_sides(postgres.rows_arrow, clickhouse.rows_arrow, customer, chunk))
             for day in chunk.days:
                 result, ids = rows.get(day, (DayResult(date=day), {k: [] for k in KINDS}))
+                if result.rows_agree:
+                    # the aggregates said drift, the rows say none: one of the two is wrong; never clean
+                    result.inconsistent = True
+                    log.warning(
+                        "%s %s: summaries differ (postgres %s, clickhouse %s) but no row does",
+                        customer,
+                        day,
+                        pg_summary.get(day),
+                        ch_summary.get(day),
+                    )
                 results[day] = result
                 for kind, members in drift_ids.items():
                     members.update(ids[kind])

@@ -6,12 +6,25 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-DAY_COLUMNS = ("pg_eligible", "ch_rows", "ch_distinct", "duplicates", "missing", "extra", "stale")
+DAY_COLUMNS = (
+    "pg_eligible",
+    "ch_rows",
+    "ch_distinct",
+    "duplicates",
+    "missing",
+    "extra",
+    "stale",
+    "inconsistent",
+)
 
 
 @dataclass
 class DayResult:
-    """One UTC start day of one customer, Postgres (eligible) against ClickHouse (physical rows)."""
+    """One UTC start day of one customer, Postgres (eligible) against ClickHouse (physical rows).
+
+    ``inconsistent``: the day's aggregates (checksum or count) differed, yet its row-by-row comparison found
+    no difference; the comparison contradicts itself (or the data changed while it ran): not ok.
+    """
 
     date: dt.date
     pg_eligible: int = 0
@@ -21,13 +34,23 @@ class DayResult:
     missing: int = 0
     extra: int = 0
     stale: int = 0
+    inconsistent: bool = False
     sample: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool:
+    def rows_agree(self) -> bool:
+        """What the row-by-row comparison says: equal counts and no kind of drift."""
         return self.pg_eligible == self.ch_rows == self.ch_distinct and not (
             self.duplicates or self.missing or self.extra or self.stale
         )
+
+    @property
+    def ok(self) -> bool:
+        return self.rows_agree and not self.inconsistent
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.ok else "INCONSISTENT" if self.inconsistent else "DRIFT"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -75,8 +98,7 @@ class Comparison:
 
     def day_rows(self) -> list[list[str]]:
         rows = [
-            [d.date.isoformat(), *(f"{getattr(d, c):,}" for c in DAY_COLUMNS), "ok" if d.ok else "DRIFT"]
-            for d in self.days
+            [d.date.isoformat(), *(f"{getattr(d, c):,}" for c in DAY_COLUMNS), d.status] for d in self.days
         ]
         rows.append(["total", *(f"{self.total(c):,}" for c in DAY_COLUMNS), "ok" if self.ok else "DRIFT"])
         return rows
@@ -89,12 +111,24 @@ class Comparison:
             rows.append([usecase, f"{pg:,}", f"{ch:,}", ratio])
         return rows
 
+    def inconsistency_note(self) -> list[str]:
+        days = [d.date.isoformat() for d in self.days if d.inconsistent]
+        if not days:
+            return []
+        return [
+            "",
+            f"INCONSISTENT on {', '.join(days)}: the aggregates (checksum or count) differ but no row does. "
+            "The fingerprint and the row comparison disagree (a comparison bug), or the data changed while "
+            "the comparison ran; not clean.",
+        ]
+
     def render_text(self) -> str:
         title = f"{self.customer} ({self.database}) {self.first_day}..{self.last_day}"
         return "\n".join(
             [
                 title,
                 text_table(["day", *DAY_COLUMNS, "status"], self.day_rows()),
+                *self.inconsistency_note(),
                 "",
                 text_table(["usecase", "postgres", "clickhouse", "ratio"], self.usecase_rows()),
             ]
@@ -103,6 +137,7 @@ class Comparison:
     def render_markdown(self) -> str:
         lines = [
             markdown_table(["day", *DAY_COLUMNS, "status"], self.day_rows()),
+            *self.inconsistency_note(),
             "",
             markdown_table(["usecase", "postgres", "clickhouse", "ratio"], self.usecase_rows()),
         ]
