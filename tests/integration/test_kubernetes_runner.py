@@ -350,3 +350,26 @@ def test_fake_api_deletion_follows_the_propagation_policy(graceful_pods: FakeKub
     assert graceful_pods.event_times("pod-exited", pod_name)[0] <= gone_at  # exited within its grace period
     (job_gone,) = wait_until(lambda: graceful_pods.event_times("job-gone", "j"))
     assert (gone_at < job_gone) == (policy == "Foreground")
+
+
+@pytest.mark.parametrize("policy", ["Background", "Orphan"])
+def test_pods_that_outlive_their_job_are_stopped_before_the_new_job(graceful_pods: FakeKubernetes, policy):
+    """The Job of an earlier try was deleted without waiting (kubectl's default, or --cascade=orphan): the
+    Job object is gone (404), its pod still runs. The new Job is created only once that pod is gone."""
+    from kubernetes import client, config
+
+    batch = client.BatchV1Api(config.new_client_from_config(config_file=graceful_pods.kubeconfig_path))
+    graceful_pods.on_job = pod_working_for(1.0)
+    _, old_pod = create_job_from_cronjob(graceful_pods, JOB_NAME)
+    old_name = old_pod["metadata"]["name"]
+    batch.delete_namespaced_job(JOB_NAME, "default", propagation_policy=policy)
+    assert graceful_pods.get_job(JOB_NAME) is None and graceful_pods.list_pods(f"job-name={JOB_NAME}")
+
+    graceful_pods.on_job = lambda job: JobOutcome(True, "new try\n")
+    day_operator().execute(task_context(StandInTaskInstance(try_number=2)))
+
+    (old_gone,) = graceful_pods.event_times("pod-gone", old_name)
+    created = graceful_pods.event_times("job-created", JOB_NAME)
+    assert len(created) == 2 and old_gone < created[1]
+    assert graceful_pods.event_times("pod-exited", old_name)[0] <= old_gone  # it finished, was not cut off
+    assert graceful_pods.get_job(JOB_NAME)["status"]["succeeded"] == 1
