@@ -1,9 +1,10 @@
 """Run one day of label-conversations as a Kubernetes Job made from the live CronJob's jobTemplate.
 
 ``kubectl create job --from=cronjob/NAME`` semantics (which the cncf-kubernetes provider lacks) as a
-pure function, :func:`job_from_cronjob`, and an operator, :class:`CronJobJobOperator`, that reads the
-CronJob at run time and lets :class:`KubernetesJobOperator` create, watch (blocking or deferred),
-stream logs from and kill the Job.
+pure function, :func:`job_from_cronjob`; a hook, :class:`CronJobJobHook`, that stops a Job for good
+(the Job and every pod of it gone); and an operator, :class:`CronJobJobOperator`, that stops the Job an
+earlier try left, reads the CronJob at run time and lets :class:`KubernetesJobOperator` create, watch
+(blocking or deferred), stream logs from and kill the Job.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import datetime as dt
 import hashlib
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import generic_api_retry
 from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
 from airflow.providers.common.compat.sdk import AirflowException
 from airflow.settings import pod_mutation_hook
@@ -27,6 +31,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 INSTANTIATE_ANNOTATION = "cronjob.kubernetes.io/instantiate"
+# the job controller puts both on every pod (the prefixed one since Kubernetes 1.27); unlike controller-uid,
+# they also find pods of an earlier Job of the same name whose uid is no longer known
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 DNS_LABEL_MAX = 63
 LABEL_VALUE_MAX = 63
 _HASH_LEN = 8
@@ -220,18 +227,146 @@ def job_from_cronjob(
     )
 
 
+class JobNotStopped(AirflowException):
+    """A Job or one of its pods was still there when :meth:`CronJobJobHook.stop_job` gave up."""
+
+
+def _since(moment: dt.datetime | None) -> str:
+    return f"deleting since {moment.isoformat()}" if moment else "not being deleted"
+
+
+class CronJobJobHook(KubernetesHook):
+    """:class:`KubernetesHook` plus what :class:`CronJobJobOperator` needs: stopping a Job for good.
+
+    A deleted Job's pods keep running until they terminate (up to their grace period) and can outlive
+    the Job object (``Background``/``Orphan`` propagation, finalizers), so "the Job is gone" is not
+    "nothing of it runs any more": :meth:`stop_job` waits for both.
+    """
+
+    @generic_api_retry
+    def read_job_or_none(self, name: str, namespace: str) -> k8s.V1Job | None:
+        """Return the Job, or None if there is none.
+
+        :param name: Job name.
+        :param namespace: its namespace.
+        """
+        try:
+            return self.batch_v1_client.read_namespaced_job(name=name, namespace=namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    @generic_api_retry
+    def list_job_pods(self, name: str, namespace: str) -> list[k8s.V1Pod]:
+        """Return every pod of every Job named ``name`` (its ``job-name`` labels), also pods without a Job.
+
+        :param name: Job name.
+        :param namespace: its namespace.
+        """
+        pods: dict[str, k8s.V1Pod] = {}
+        for label in JOB_NAME_LABELS:
+            found = self.core_v1_client.list_namespaced_pod(
+                namespace=namespace, label_selector=f"{label}={name}"
+            )
+            pods.update((pod.metadata.uid, pod) for pod in found.items)
+        return sorted(pods.values(), key=lambda pod: pod.metadata.name)
+
+    def stop_job(self, name: str, namespace: str, *, timeout: float, poll_interval: float = 0.5) -> None:
+        """Delete the Job ``name`` and all of its pods, and wait until none of them exists any more.
+
+        The Job is deleted with ``Foreground`` propagation (it stays visible until its pods are gone);
+        pods not being deleted yet (orphans, or not reached by the garbage collector) are deleted
+        directly. Each pod terminates within its own grace period. Returns at once if there is nothing.
+
+        :param name: Job name.
+        :param namespace: its namespace.
+        :param timeout: seconds to wait for the Job and its pods to disappear.
+        :param poll_interval: seconds between checks.
+        :raises JobNotStopped: when the Job or a pod is still there after ``timeout`` seconds; the
+            message names each with its phase and finalizers.
+        """
+        deadline = time.monotonic() + timeout
+        announced = False
+        while True:
+            job = self.read_job_or_none(name, namespace)
+            pods = self.list_job_pods(name, namespace)
+            if job is None and not pods:
+                if announced:
+                    self.log.info("Job %s/%s and its pods are gone", namespace, name)
+                return
+            if not announced:
+                self.log.warning(
+                    "Job %s/%s of an earlier try is still there (%s) with pod(s) %s; deleting them and "
+                    "waiting until they are gone",
+                    namespace,
+                    name,
+                    f"uid {job.metadata.uid}" if job else "Job already deleted",
+                    [pod.metadata.name for pod in pods] or "none",
+                )
+                announced = True
+            if job is not None and job.metadata.deletion_timestamp is None:
+                self._delete(
+                    self.batch_v1_client.delete_namespaced_job,
+                    name,
+                    namespace,
+                    propagation_policy="Foreground",
+                )
+            for pod in pods:
+                if pod.metadata.deletion_timestamp is None:
+                    self._delete(self.core_v1_client.delete_namespaced_pod, pod.metadata.name, namespace)
+            if time.monotonic() >= deadline:
+                raise JobNotStopped(self._not_stopped_message(name, namespace, job, pods, timeout))
+            time.sleep(poll_interval)
+
+    @staticmethod
+    @generic_api_retry
+    def _delete(delete: Callable[..., Any], name: str, namespace: str, **kwargs: Any) -> None:
+        try:
+            delete(name=name, namespace=namespace, **kwargs)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    @staticmethod
+    def _not_stopped_message(
+        name: str, namespace: str, job: k8s.V1Job | None, pods: Sequence[k8s.V1Pod], timeout: float
+    ) -> str:
+        left = []
+        if job is not None:
+            left.append(
+                f"Job {namespace}/{name} ({_since(job.metadata.deletion_timestamp)}, "
+                f"finalizers {job.metadata.finalizers or []})"
+            )
+        for pod in pods:
+            left.append(
+                f"pod {namespace}/{pod.metadata.name} (phase {pod.status.phase if pod.status else None}, "
+                f"{_since(pod.metadata.deletion_timestamp)}, finalizers {pod.metadata.finalizers or []})"
+            )
+        first_pod = f"describe pod {pods[0].metadata.name}" if pods else f"describe job {name}"
+        return (
+            f"Job {namespace}/{name} of an earlier try is not gone {timeout:.0f}s after it was deleted; "
+            f"still there: {'; '.join(left)}. See `kubectl -n {namespace} {first_pod}`."
+        )
+
+
 class CronJobJobOperator(KubernetesJobOperator):
     """Run a Kubernetes Job created from a CronJob's jobTemplate (``kubectl create job --from=cronjob``).
 
     The CronJob is read when the task runs, so the Job uses whatever image, command, secrets and
     resources are deployed at that moment. Per-run settings (``job_name``, ``job_env``,
     ``job_labels``) are templated constructor arguments, so the operator can be mapped with
-    ``.partial(...).expand_kwargs(...)``. A Job left with the same name by an earlier try is deleted
-    first. Waiting (blocking or ``deferrable``), log streaming, ``on_kill`` (deletes the Job) and
-    failure detection come from :class:`KubernetesJobOperator`; ``wait_until_job_complete`` and
-    ``get_logs`` default to True. The Job's pod template, not the operator's pod arguments, defines
-    the pod, so ``image``, ``cmds``, ``arguments``, ``env_vars``, ``full_job_spec``,
-    ``job_template_file`` and the pod template arguments are rejected.
+    ``.partial(...).expand_kwargs(...)``.
+
+    :meth:`execute` runs :meth:`stop_earlier_job` (a Job of the same name left by an earlier try, for
+    instance by a worker that died without ``on_kill``, is deleted and the task waits until the Job
+    and every pod of it are gone, see :meth:`CronJobJobHook.stop_job`), then :meth:`run_job` (create
+    the Job and follow it). Subclasses that must act in between, once nothing of the earlier try can
+    run any more, call the two themselves. Waiting (blocking or ``deferrable``), log streaming,
+    ``on_kill`` (deletes the Job) and failure detection come from :class:`KubernetesJobOperator`;
+    ``wait_until_job_complete`` and ``get_logs`` default to True. The Job's pod template, not the
+    operator's pod arguments, defines the pod, so ``image``, ``cmds``, ``arguments``, ``env_vars``,
+    ``full_job_spec``, ``job_template_file`` and the pod template arguments are rejected.
 
     :param cronjob_name: CronJob to copy, in ``namespace`` (else the connection's, else ``default``).
         (templated)
@@ -241,7 +376,8 @@ class CronJobJobOperator(KubernetesJobOperator):
     :param job_labels: labels for the Job and its pods, see :func:`label_value`. (templated)
     :param cronjob_owner_reference: give the Job a controller reference to the CronJob as kubectl
         does (see :func:`job_from_cronjob` for the history-limit consequence).
-    :param replace_timeout: seconds to wait for a same-name Job of an earlier try to disappear.
+    :param replace_timeout: seconds to wait for a same-name Job of an earlier try and all its pods
+        to disappear; then the task fails without creating a Job.
     :param pod_discovery_timeout: seconds to wait for the job controller to create the Job's pod.
     """
 
@@ -310,8 +446,26 @@ class CronJobJobOperator(KubernetesJobOperator):
         self.replace_timeout = replace_timeout
         self.pod_discovery_timeout = pod_discovery_timeout
 
+    @cached_property
+    def hook(self) -> CronJobJobHook:
+        return CronJobJobHook(
+            conn_id=self.kubernetes_conn_id,
+            in_cluster=self.in_cluster,
+            config_file=self.config_file,
+            cluster_context=self.cluster_context,
+        )
+
     def _job_namespace(self) -> str:
         return self.namespace or self.hook.get_namespace() or self._incluster_namespace or "default"
+
+    def stop_earlier_job(self) -> None:
+        """Delete the Job named ``job_name`` left by an earlier try; return once it and its pods are gone."""
+        self.hook.stop_job(
+            self.job_name,
+            self._job_namespace(),
+            timeout=self.replace_timeout,
+            poll_interval=self._POLL_SECONDS,
+        )
 
     def build_job_request_obj(self, context: Context | None = None) -> k8s.V1Job:
         """Build the Job from the live CronJob instead of from the operator's pod arguments."""
@@ -370,49 +524,6 @@ class CronJobJobOperator(KubernetesJobOperator):
         )
         return job
 
-    def create_job(self, job_request_obj: k8s.V1Job) -> k8s.V1Job:
-        """Delete a Job of the same name (an earlier try of the same run), then create this one."""
-        self._delete_existing_job(job_request_obj.metadata.name, job_request_obj.metadata.namespace)
-        return super().create_job(job_request_obj)
-
-    def _delete_existing_job(self, name: str, namespace: str) -> None:
-        try:
-            existing = self.job_client.read_namespaced_job(name=name, namespace=namespace)
-        except ApiException as err:
-            if err.status == 404:
-                return
-            raise
-        self.log.warning(
-            "Job %s/%s already exists (uid %s, labels %s); deleting it and its pods before creating it again",
-            namespace,
-            name,
-            existing.metadata.uid,
-            existing.metadata.labels,
-        )
-        try:
-            # Foreground: the Job disappears only after its pods, so none can be mistaken for the new one's
-            self.job_client.delete_namespaced_job(
-                name=name, namespace=namespace, propagation_policy="Foreground"
-            )
-        except ApiException as err:
-            if err.status != 404:
-                raise
-        deadline = time.monotonic() + self.replace_timeout
-        while True:
-            try:
-                self.job_client.read_namespaced_job(name=name, namespace=namespace)
-            except ApiException as err:
-                if err.status == 404:
-                    self.log.info("Deleted the earlier Job %s/%s", namespace, name)
-                    return
-                raise
-            if time.monotonic() >= deadline:
-                raise AirflowException(
-                    f"Job {namespace}/{name} from an earlier try still exists {self.replace_timeout:.0f}s "
-                    "after it was deleted (finalizers?); not creating a second one"
-                )
-            time.sleep(self._POLL_SECONDS)
-
     def get_pods(self, pod_request_obj: k8s.V1Pod, context: Context, *, exclude_checked: bool = True):
         """Wait (bounded) for the job controller to create the pod; the provider only retries at once."""
         deadline = time.monotonic() + self.pod_discovery_timeout
@@ -438,6 +549,14 @@ class CronJobJobOperator(KubernetesJobOperator):
         )
 
     def execute(self, context: Context) -> Any:
+        self.stop_earlier_job()
+        return self.run_job(context)
+
+    def run_job(self, context: Context) -> Any:
+        """Create the Job and follow it as :meth:`KubernetesJobOperator.execute` does (blocking or deferred).
+
+        Creation fails (409) if a Job of the same name exists: call :meth:`stop_earlier_job` first.
+        """
         try:
             return super().execute(context)
         except AirflowException as err:

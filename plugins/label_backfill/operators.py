@@ -316,11 +316,20 @@ class LabelDayLocalOperator(DayRewriteOperator):
 
 
 class LabelDayKubernetesOperator(DayRewriteOperator, CronJobJobOperator):
-    """Rewrite one day as a Kubernetes Job created from the live CronJob's ``jobTemplate``."""
+    """Rewrite one day as a Kubernetes Job created from the live CronJob's ``jobTemplate``.
+
+    Every attempt, in this order: wait for a turn; stop the day's Job left by an earlier try (a worker
+    that died leaves its pod running) and wait until the Job and all its pods are gone; only then delete
+    what is left of the day in ClickHouse; then create the new Job. So no pod of an earlier try can write
+    after the delete. If the earlier pods do not go away within ``replace_timeout``, the attempt fails
+    naming them and ClickHouse is not touched. A deferred attempt resumes in ``execute_complete``, which
+    only reads the Job's outcome and logs.
+    """
 
     template_fields: Sequence[str] = (*CronJobJobOperator.template_fields, "day")
 
     def execute(self, context: Any) -> Any:
         self.wait_for_turn(context)
+        self.stop_earlier_job()
         self.clear_day_before_write()
-        return super().execute(context)
+        return self.run_job(context)

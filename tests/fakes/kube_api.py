@@ -8,9 +8,26 @@ selector, read, read status, patch, delete, log with ``container``/``timestamps`
 and are recorded in :attr:`FakeKubernetes.unhandled`.
 
 The job controller creates a pod for each new Job (labels ``job-name``, ``controller-uid`` and their
-``batch.kubernetes.io/`` twins), lets it run for ``run_seconds``, asks ``on_job(job_dict)`` for a
-:class:`JobOutcome`, then finishes the pod and the Job (``Complete``, or a new pod while failures
-are within ``backoffLimit``, then ``Failed``/``BackoffLimitExceeded``).
+``batch.kubernetes.io/`` twins, the template's finalizers), lets it run for ``run_seconds``, asks
+``on_job(job_dict)`` for a :class:`JobOutcome`, then finishes the pod and the Job (``Complete``, or a
+new pod while failures are within ``backoffLimit``, then ``Failed``/``BackoffLimitExceeded``).
+
+Deletion follows the API server and the garbage collector closely enough for ordering tests:
+
+- A pod is deleted gracefully: it gets ``deletionTimestamp`` (now + grace period) and stays listed,
+  still ``Running``, until its container exits (``on_job`` returns) or the grace period ends (the
+  fake then marks it killed, exit code 137); then it disappears unless it still has finalizers
+  (remove them with a PATCH). The grace period is the delete call's ``gracePeriodSeconds``, else
+  the pod's ``terminationGracePeriodSeconds``, else ``default_termination_grace_period``.
+  ``on_job`` cannot be interrupted: a pod whose callback writes must have a grace period longer
+  than that work, or its writes would land after the pod was reported gone.
+- Job deletion: ``Orphan`` (the API default for Jobs) removes the Job and leaves its pods running
+  without owner; ``Background`` removes the Job at once and deletes its pods (so they outlive it
+  while they terminate); ``Foreground`` keeps the Job with ``deletionTimestamp`` and the
+  ``foregroundDeletion`` finalizer until its pods are gone, plus ``foreground_deletion_delay``.
+
+Every create, deletion request and disappearance of a Job or pod is appended to
+:attr:`FakeKubernetes.events` with a monotonic timestamp.
 """
 
 from __future__ import annotations
@@ -58,6 +75,23 @@ class JobOutcome:
 
 
 OnJob = Callable[[dict[str, Any]], JobOutcome]
+
+
+@dataclass(frozen=True)
+class FakeEvent:
+    """One lifecycle step of a Job or pod, as :attr:`FakeKubernetes.events` records it.
+
+    :param at: ``time.monotonic()`` when it happened.
+    :param kind: ``job-created``, ``job-deletion-requested``, ``job-gone``, ``pod-created``,
+        ``pod-deletion-requested``, ``pod-exited``, ``pod-killed`` or ``pod-gone``.
+    :param name: the object's name.
+    :param uid: the object's uid.
+    """
+
+    at: float
+    kind: str
+    name: str
+    uid: str
 
 
 def default_on_job(job: dict[str, Any]) -> JobOutcome:
@@ -181,6 +215,8 @@ class FakeKubernetes:
         defaults to the last container of the pod. Other containers log one line of their own.
     :param foreground_deletion_delay: how long a Job deleted with ``Foreground`` propagation stays
         visible (with ``deletionTimestamp``) after its pods are gone.
+    :param default_termination_grace_period: grace period of pods whose spec sets none. The API
+        server defaults it to 30 s; 0 makes such pods vanish as soon as they are deleted.
     :param token: bearer token the server requires.
     """
 
@@ -192,6 +228,7 @@ class FakeKubernetes:
         pod_creation_delay: float = 0.0,
         log_container: str | None = None,
         foreground_deletion_delay: float = 0.3,
+        default_termination_grace_period: float = 0.0,
         token: str | None = None,
     ) -> None:
         self.on_job: OnJob = on_job or default_on_job
@@ -199,6 +236,7 @@ class FakeKubernetes:
         self.pod_creation_delay = pod_creation_delay
         self.log_container = log_container
         self.foreground_deletion_delay = foreground_deletion_delay
+        self.default_termination_grace_period = default_termination_grace_period
         self.token = token or secrets.token_hex(16)
         #: latest manifest POSTed for each Job name (the request body, before server defaults)
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -210,10 +248,13 @@ class FakeKubernetes:
         self.requests: list[tuple[str, str, str]] = []
         #: requests no route matched
         self.unhandled: list[tuple[str, str]] = []
+        #: lifecycle of every Job and pod, in order
+        self.events: list[FakeEvent] = []
         self._cronjobs: dict[tuple[str, str], dict] = {}
         self._live_jobs: dict[tuple[str, str], dict] = {}
         self._pods: dict[tuple[str, str], dict] = {}
         self._logs: dict[tuple[str, str, str], list[tuple[dt.datetime, str]]] = {}
+        self._foreground_finishing: set[str] = set()
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._rv = 1000
@@ -313,6 +354,11 @@ class FakeKubernetes:
             self._cronjobs[(meta["namespace"], meta["name"])] = obj
         return copy.deepcopy(obj)
 
+    def get_cronjob(self, name: str, namespace: str = "default") -> dict[str, Any]:
+        """The stored CronJob."""
+        with self._lock:
+            return copy.deepcopy(self._cronjobs[(namespace, name)])
+
     def create_job(self, manifest: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
         """Create a Job as if POSTed by a client (it runs through the job controller)."""
         return self._create_job(namespace, copy.deepcopy(manifest))
@@ -331,6 +377,11 @@ class FakeKubernetes:
                 for (ns, _), p in sorted(self._pods.items())
                 if ns == namespace and match(p["metadata"].get("labels", {}))
             ]
+
+    def event_times(self, kind: str, name: str) -> list[float]:
+        """When each ``kind`` event (see :class:`FakeEvent`) of the object ``name`` happened, in order."""
+        with self._lock:
+            return [e.at for e in self.events if e.kind == kind and e.name == name]
 
     def wait_for_job(self, name: str, namespace: str = "default", timeout: float = 10.0) -> dict[str, Any]:
         """Block until the Job has a final condition; return it."""
@@ -358,6 +409,10 @@ class FakeKubernetes:
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
         self._changed.notify_all()
+
+    def _event(self, kind: str, obj: dict) -> None:
+        meta = obj["metadata"]
+        self.events.append(FakeEvent(time.monotonic(), kind, meta["name"], meta["uid"]))
 
     def _list(self, kind: str, items: list[dict]) -> dict:
         return {
@@ -449,35 +504,105 @@ class FakeKubernetes:
             job = self._live_jobs.get((ns, name))
             if job is None:
                 raise _not_found("jobs.batch", name)
+            if policy not in ("Orphan", "Background", "Foreground"):
+                raise ApiError(400, "BadRequest", f"invalid propagationPolicy {policy!r}")
             self.deleted_jobs.append((ns, name, policy))
+            self._event("job-deletion-requested", job)
             uid = job["metadata"]["uid"]
             owned = [key for key, pod in self._pods.items() if _owner_uid(pod) == uid]
             if policy == "Orphan":
                 for key in owned:
                     self._pods[key]["metadata"].pop("ownerReferences", None)
-                del self._live_jobs[(ns, name)]
+                self._remove_job(ns, name)
             elif policy == "Background":
-                del self._live_jobs[(ns, name)]
-                for key in owned:
-                    self._pods.pop(key, None)
-            elif policy == "Foreground":
+                self._remove_job(ns, name)
+                for key in owned:  # the garbage collector deletes them; they terminate after the Job is gone
+                    self._request_pod_deletion(key)
+            elif not job["metadata"].get("deletionTimestamp"):
                 job["metadata"]["deletionTimestamp"] = _ts(_now())
                 job["metadata"]["finalizers"] = ["foregroundDeletion"]
                 for key in owned:
-                    self._pods.pop(key, None)
-                self._spawn(self._finish_foreground_deletion, ns, name, uid)
-            else:
-                raise ApiError(400, "BadRequest", f"invalid propagationPolicy {policy!r}")
+                    self._request_pod_deletion(key)
+                self._check_foreground_deletion(ns, name, uid)
             self._touch(job)
             return _status_body(200, "", "", {"name": name, "group": "batch", "kind": "jobs", "uid": uid})
+
+    def _remove_job(self, ns: str, name: str) -> None:
+        job = self._live_jobs.pop((ns, name))
+        self._event("job-gone", job)
+        self._changed.notify_all()
+
+    def _check_foreground_deletion(self, ns: str, name: str, uid: str) -> None:
+        job = self._live_jobs.get((ns, name))
+        if job is None or job["metadata"]["uid"] != uid or not job["metadata"].get("deletionTimestamp"):
+            return
+        if uid in self._foreground_finishing or any(_owner_uid(p) == uid for p in self._pods.values()):
+            return
+        self._foreground_finishing.add(uid)
+        self._spawn(self._finish_foreground_deletion, ns, name, uid)
 
     def _finish_foreground_deletion(self, ns: str, name: str, uid: str) -> None:
         time.sleep(self.foreground_deletion_delay)
         with self._lock:
             job = self._live_jobs.get((ns, name))
             if job is not None and job["metadata"]["uid"] == uid:
-                del self._live_jobs[(ns, name)]
-                self._changed.notify_all()
+                self._remove_job(ns, name)
+
+    def _request_pod_deletion(self, key: tuple[str, str], grace: float | None = None) -> dict:
+        """Start a graceful deletion (the caller holds the lock); return the pod as it is now."""
+        pod = self._pods[key]
+        meta = pod["metadata"]
+        if not meta.get("deletionTimestamp"):
+            if grace is None:
+                grace = pod["spec"].get("terminationGracePeriodSeconds")
+            if grace is None:
+                grace = self.default_termination_grace_period
+            if _pod_finished(pod):
+                grace = 0  # nothing left to stop
+            meta["deletionTimestamp"] = _ts(_now() + dt.timedelta(seconds=grace))
+            meta["deletionGracePeriodSeconds"] = int(grace)
+            self._event("pod-deletion-requested", pod)
+            if grace > 0:
+                self._spawn(self._kill_after_grace, key, meta["uid"], grace)
+            else:
+                self._kill(pod)
+            self._touch(pod)
+        snapshot = copy.deepcopy(pod)
+        self._reap_pod(key)
+        return snapshot
+
+    def _kill_after_grace(self, key: tuple[str, str], uid: str, grace: float) -> None:
+        if self._stopping.wait(grace):
+            return
+        with self._lock:
+            pod = self._pods.get(key)
+            if pod is not None and pod["metadata"]["uid"] == uid:
+                self._kill(pod)
+                self._reap_pod(key)
+
+    def _kill(self, pod: dict) -> None:
+        if _pod_finished(pod):
+            return
+        self._finish_pod(pod, JobOutcome(False, "", exit_code=137))
+        self._event("pod-killed", pod)
+
+    def _reap_pod(self, key: tuple[str, str]) -> None:
+        """Remove a pod once it is being deleted, its containers have exited and no finalizer holds it."""
+        pod = self._pods.get(key)
+        meta = pod["metadata"] if pod else {}
+        if (
+            pod is None
+            or not meta.get("deletionTimestamp")
+            or not _pod_finished(pod)
+            or meta.get("finalizers")
+        ):
+            return
+        del self._pods[key]
+        self._event("pod-gone", pod)
+        self._changed.notify_all()
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("kind") == "Job":
+                self._check_foreground_deletion(key[0], ref["name"], ref["uid"])
 
     def _list_pods(self, ns: str, query: dict, **_: Any) -> dict:
         return self._list("PodList", self.list_pods(_q(query, "labelSelector"), ns))
@@ -505,15 +630,18 @@ class FakeKubernetes:
                 pod.clear()
                 pod.update(patched)
             self._touch(pod)
-            return copy.deepcopy(pod)
+            result = copy.deepcopy(pod)
+            self._reap_pod((ns, name))  # the patch may have removed the last finalizer
+            return result
 
-    def _delete_pod(self, ns: str, name: str, **_: Any) -> dict:
+    def _delete_pod(self, ns: str, name: str, query: dict, body: Any, **_: Any) -> dict:
+        grace = _q(query, "gracePeriodSeconds")
+        if grace is None and isinstance(body, dict):
+            grace = body.get("gracePeriodSeconds")
         with self._lock:
-            pod = self._pods.pop((ns, name), None)
-            if pod is None:
+            if (ns, name) not in self._pods:
                 raise _not_found("pods", name)
-            self._changed.notify_all()
-            return pod
+            return self._request_pod_deletion((ns, name), None if grace is None else float(grace))
 
     def _list_events(self, **_: Any) -> dict:
         with self._lock:
@@ -597,6 +725,7 @@ class FakeKubernetes:
             }
             job["status"] = {}
             self._live_jobs[(ns, name)] = job
+            self._event("job-created", job)
             if self.pod_creation_delay <= 0:
                 pod_name = self._start_pod(job)
             else:
@@ -628,6 +757,7 @@ class FakeKubernetes:
                 "namespace": meta["namespace"],
                 "labels": dict(template["metadata"]["labels"]),
                 "annotations": dict(template["metadata"].get("annotations") or {}),
+                **({"finalizers": list(f)} if (f := template["metadata"].get("finalizers")) else {}),
                 "ownerReferences": [
                     {
                         "apiVersion": "batch/v1",
@@ -659,6 +789,7 @@ class FakeKubernetes:
         }
         self._fill_server_meta(pod["metadata"])
         self._pods[(meta["namespace"], pod_name)] = pod
+        self._event("pod-created", pod)
         status = job["status"]
         status.setdefault("startTime", now)
         status["active"] = status.get("active", 0) + 1
@@ -678,7 +809,7 @@ class FakeKubernetes:
             with self._lock:
                 job = self._job_alive(ns, name, uid)
                 pod = self._pods.get((ns, pod_name))
-                if job is None or pod is None:
+                if job is None or pod is None or _pod_finished(pod):
                     return
                 self._set_running(pod)
                 job_copy = copy.deepcopy(job)
@@ -688,11 +819,14 @@ class FakeKubernetes:
             except Exception as err:  # a broken callback is a failed pod, not a hung test
                 outcome = JobOutcome(False, f"fake on_job raised {err!r}\n")
             with self._lock:
-                job = self._job_alive(ns, name, uid)
                 pod = self._pods.get((ns, pod_name))
-                if job is None or pod is None:
+                if pod is None or _pod_finished(pod):  # deleted or killed meanwhile: the outcome is lost
                     return
                 self._finish_pod(pod, outcome)
+                self._reap_pod((ns, pod_name))
+                job = self._job_alive(ns, name, uid)
+                if job is None:  # an orphaned pod still finishes; a deleted Job counts nothing
+                    return
                 status = job["status"]
                 status["active"] = max(status.get("active", 1) - 1, 0)
                 status["ready"] = 0
@@ -745,6 +879,7 @@ class FakeKubernetes:
                 },
             )
         pod["status"]["phase"] = "Succeeded" if exit_code == 0 else "Failed"
+        self._event("pod-exited", pod)
         self._touch(pod)
 
     def _finish_job(self, job: dict, kind: str, reason: str, message: str) -> None:
@@ -836,9 +971,14 @@ class _Handler(BaseHTTPRequestHandler):
 # --- the label-conversations CronJob and the pytest fixture ---------------------------------------
 
 
-def label_conversations_cronjob(namespace: str = "default") -> dict[str, Any]:
-    """A realistic ``cron-label-conversations`` CronJob; the sidecar is listed first on purpose."""
-    return {
+def label_conversations_cronjob(
+    namespace: str = "default", *, termination_grace_period: int | None = None
+) -> dict[str, Any]:
+    """A realistic ``cron-label-conversations`` CronJob; the sidecar is listed first on purpose.
+
+    :param termination_grace_period: the pods' ``terminationGracePeriodSeconds``, else unset.
+    """
+    cronjob = {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
         "metadata": {
@@ -899,6 +1039,10 @@ def label_conversations_cronjob(namespace: str = "default") -> dict[str, Any]:
             },
         },
     }
+    if termination_grace_period is not None:
+        pod_spec = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        pod_spec["terminationGracePeriodSeconds"] = termination_grace_period
+    return cronjob
 
 
 @pytest.fixture

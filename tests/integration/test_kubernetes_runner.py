@@ -7,7 +7,9 @@ The fake server is the Kubernetes here; only the Airflow task instance is a stan
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
+import time
 import types
 from collections.abc import Callable
 from typing import Any
@@ -284,3 +286,90 @@ def test_fake_api_selectors_and_job_progress_through_the_real_client(fake_kube: 
         batch.create_namespaced_job("default", fake_kube.jobs["job-a"])
     assert conflict.value.status == 409
     assert not fake_kube.unhandled
+
+
+@pytest.fixture
+def graceful_pods(fake_kube: FakeKubernetes) -> FakeKubernetes:
+    """Pods get the API server's default 30 s to terminate: a deleted pod runs until its container exits."""
+    fake_kube.add_cronjob(label_conversations_cronjob(termination_grace_period=30))
+    return fake_kube
+
+
+def pod_working_for(seconds: float) -> Callable[[dict], JobOutcome]:
+    def work(job: dict) -> JobOutcome:
+        time.sleep(seconds)
+        return JobOutcome(True, "done\n")
+
+    return work
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+    return result
+
+
+def create_job_from_cronjob(fake: FakeKubernetes, name: str) -> tuple[dict, dict]:
+    """A Job with the CronJob's template, as the API has it, and its pod."""
+    manifest = copy.deepcopy(fake.get_cronjob(CRONJOB_NAME)["spec"]["jobTemplate"])
+    manifest["metadata"] = {"name": name}
+    job = fake.create_job(manifest)
+    (pod,) = fake.list_pods(f"controller-uid={job['metadata']['uid']}")
+    return job, pod
+
+
+@pytest.mark.parametrize("policy", ["Foreground", "Background", "Orphan"])
+def test_fake_api_deletion_follows_the_propagation_policy(graceful_pods: FakeKubernetes, policy):
+    from kubernetes import client, config
+
+    batch = client.BatchV1Api(config.new_client_from_config(config_file=graceful_pods.kubeconfig_path))
+    graceful_pods.on_job = pod_working_for(1.0)
+    _, pod = create_job_from_cronjob(graceful_pods, "j")
+    pod_name = pod["metadata"]["name"]
+
+    batch.delete_namespaced_job("j", "default", propagation_policy=policy)
+
+    (running,) = graceful_pods.list_pods("job-name=j")
+    assert running["status"]["phase"] == "Running"
+    assert ("deletionTimestamp" in running["metadata"]) == (policy != "Orphan")
+    if policy == "Foreground":  # the Job waits for its pods
+        assert graceful_pods.get_job("j")["metadata"]["finalizers"] == ["foregroundDeletion"]
+    else:  # the Job is gone at once; its pod outlives it (terminating, or orphaned and working on)
+        with pytest.raises(client.ApiException) as gone:
+            batch.read_namespaced_job("j", "default")
+        assert gone.value.status == 404
+    if policy == "Orphan":
+        assert "ownerReferences" not in running["metadata"]
+        wait_until(lambda: graceful_pods.event_times("pod-exited", pod_name))
+        (orphan,) = graceful_pods.list_pods("job-name=j")
+        assert orphan["status"]["phase"] == "Succeeded"  # finished its work, nobody deletes it
+        return
+    (gone_at,) = wait_until(lambda: graceful_pods.event_times("pod-gone", pod_name))
+    assert graceful_pods.event_times("pod-exited", pod_name)[0] <= gone_at  # exited within its grace period
+    (job_gone,) = wait_until(lambda: graceful_pods.event_times("job-gone", "j"))
+    assert (gone_at < job_gone) == (policy == "Foreground")
+
+
+@pytest.mark.parametrize("policy", ["Background", "Orphan"])
+def test_pods_that_outlive_their_job_are_stopped_before_the_new_job(graceful_pods: FakeKubernetes, policy):
+    """The Job of an earlier try was deleted without waiting (kubectl's default, or --cascade=orphan): the
+    Job object is gone (404), its pod still runs. The new Job is created only once that pod is gone."""
+    from kubernetes import client, config
+
+    batch = client.BatchV1Api(config.new_client_from_config(config_file=graceful_pods.kubeconfig_path))
+    graceful_pods.on_job = pod_working_for(1.0)
+    _, old_pod = create_job_from_cronjob(graceful_pods, JOB_NAME)
+    old_name = old_pod["metadata"]["name"]
+    batch.delete_namespaced_job(JOB_NAME, "default", propagation_policy=policy)
+    assert graceful_pods.get_job(JOB_NAME) is None and graceful_pods.list_pods(f"job-name={JOB_NAME}")
+
+    graceful_pods.on_job = lambda job: JobOutcome(True, "new try\n")
+    day_operator().execute(task_context(StandInTaskInstance(try_number=2)))
+
+    (old_gone,) = graceful_pods.event_times("pod-gone", old_name)
+    created = graceful_pods.event_times("job-created", JOB_NAME)
+    assert len(created) == 2 and old_gone < created[1]
+    assert graceful_pods.event_times("pod-exited", old_name)[0] <= old_gone  # it finished, was not cut off
+    assert graceful_pods.get_job(JOB_NAME)["status"]["succeeded"] == 1
