@@ -9,7 +9,7 @@ Per customer and day: Postgres eligible, ClickHouse rows, distinct, duplicates, 
 for a drifted day a sample of conversations with both sides' labels. Clean days cost two aggregate queries.
 Report: `$LABEL_BACKFILL_REPORT_DIR/conversation_labels_drift_check/<run_id>.json` and `.md`.
 
-Green means checked and equal. Each
+Green means checked and equal. `check_window` first refuses conf keys this DAG does not define. Each
 customer ends with one status: `clean`, `no_data` (0 rows on both sides; fails only when every checked
 customer has none), `drift`, `invalid`, `no_profile`, `missing_database`, `error` or `not_checked` (its task
 left no result); when nobody could be checked the report says why. `alert` fails on anything but `clean` /
@@ -93,12 +93,16 @@ def conversation_labels_drift_check() -> None:
     def check_window() -> dict:
         """The days to check: from the run's logical date, so a rerun or a backfilled night checks the same.
 
-        A refusal is pushed for ``report``."""
+        First task: refuses conf keys the DAG does not define (a typo would silently run with the default)
+        before anything touches a database. The refusal is pushed for ``report``."""
         from label_backfill.naming import InvalidInput
+        from label_backfill.params import refuse_unknown_keys
 
         ctx = get_current_context()
         run = ctx["dag_run"]
         try:
+            # ctx["dag"].params: the DAG's own params; ctx["params"] already holds the conf's unknown keys too
+            refuse_unknown_keys(run.conf, ctx["dag"].params.keys())
             anchor = (run.logical_date or run.run_after).astimezone(dt.UTC).date()
             days = drift.lookback(anchor, ctx["params"]["lookback_days"])
         except InvalidInput as err:
@@ -220,6 +224,7 @@ def conversation_labels_drift_check() -> None:
 
     window = check_window()
     listed = customers_to_check()
+    window >> listed  # nothing reads a database before the conf is accepted
     results = check_customer.partial(first=window["first"], last=window["last"]).expand(customer=listed)
     repairs = plan_repairs(results)
     trigger = TriggerDagRunOperator.partial(

@@ -117,6 +117,8 @@ def test_drift_contract():
     def upstream(task_id: str) -> set[str]:
         return {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=True)}
 
+    assert upstream("check_window") == set()  # refuses unknown conf keys before anything reads a database
+    assert upstream("customers_to_check") == {"check_window"}
     assert upstream("report") == {t.task_id for t in dag.tasks} - {"report", "alert"}
     assert upstream("alert") == {t.task_id for t in dag.tasks} - {"alert"}
     # a customer whose check failed must neither hide the others from the report nor stop their repairs

@@ -329,3 +329,37 @@ def test_a_night_where_every_customer_has_no_data_fails(incident, pg, ch, airflo
         "(3 customers): a dead source or a wrong window?"
     ]
     assert "label drift: every checked customer has no data" in out
+
+
+# --- Unknown params are refused (issue 9, point 2) -------------------------------------------------------
+
+
+def test_an_unknown_param_is_refused_before_any_database_is_touched(
+    incident, airflow_db, reports_dir, capfd, monkeypatch
+):
+    import label_backfill.hooks
+
+    touched = []
+
+    def spy(name):
+        def refuse(*args, **kwargs):
+            touched.append(name)
+            raise AssertionError(f"{name} opened after an unknown param")
+
+        return refuse
+
+    monkeypatch.setattr(label_backfill.hooks, "postgres_connection", spy("postgres"))
+    monkeypatch.setattr(label_backfill.hooks, "clickhouse_client", spy("clickhouse"))
+    run, states = run_check(lookback_day=3)
+    out = alert_text(capfd)
+    assert touched == []
+    assert str(run.state) == "failed", states
+    assert states["check_window"] == ["failed"] and states["customers_to_check"] == ["upstream_failed"]
+    assert states["check_customer"] == ["upstream_failed"] and states["alert"] == ["failed"]
+    message = "unknown param 'lookback_day' (did you mean 'lookback_days'?)"
+    assert message in out
+    report = read_report(reports_dir, run)
+    assert report["ok"] is False and report["customers"] == []
+    assert report["problems"][0].startswith("no customer was checked: the run's params were refused: ")
+    assert message in report["problems"][0]
+    assert f"label drift: no customer was checked: the run's params were refused: {message}" in out
