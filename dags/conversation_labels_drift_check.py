@@ -9,8 +9,13 @@ Per customer and day: Postgres eligible, ClickHouse rows, distinct, duplicates, 
 for a drifted day a sample of conversations with both sides' labels. Clean days cost two aggregate queries.
 Report: `$LABEL_BACKFILL_REPORT_DIR/conversation_labels_drift_check/<run_id>.json` and `.md`.
 
-`alert` fails when anything drifted, naming customers and days, so failure callbacks, emails or Slack
-hooks fire. With `auto_repair`, drifted ranges are handed to `conversation_labels_backfill`.
+Green means checked and equal. `check_window` first refuses conf keys this DAG does not define. Each
+customer ends with one status: `clean`, `no_data` (0 rows on both sides; fails only when every checked
+customer has none), `drift`, `invalid`, `no_profile`, `missing_database`, `error` or `not_checked` (its task
+left no result); when nobody could be checked the report says why. `alert` fails on anything but `clean` /
+`no_data`, naming each customer with its status and reason and the report, so failure callbacks, emails or
+Slack hooks fire. With `auto_repair`, drifted ranges are handed to `conversation_labels_backfill`, also
+when other customers could not be checked.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from label_backfill import settings as lb_settings
 
 SETTINGS = lb_settings.load()
 log = logging.getLogger(__name__)
+NOT_CHECKED = "not_checked"  # XCom key: why a task could not list anything to check (read by ``report``)
 
 
 @dag(
@@ -85,68 +91,84 @@ log = logging.getLogger(__name__)
 def conversation_labels_drift_check() -> None:
     @task(multiple_outputs=True)
     def check_window() -> dict:
-        """The days to check: from the run's logical date, so a rerun or a backfilled night checks the same."""
+        """The days to check: from the run's logical date, so a rerun or a backfilled night checks the same.
+
+        First task: refuses conf keys the DAG does not define (a typo would silently run with the default)
+        before anything touches a database. The refusal is pushed for ``report``."""
+        from label_backfill.naming import InvalidInput
+        from label_backfill.params import refuse_unknown_keys
+
         ctx = get_current_context()
         run = ctx["dag_run"]
-        anchor = (run.logical_date or run.run_after).astimezone(dt.UTC).date()
-        days = drift.lookback(anchor, ctx["params"]["lookback_days"])
+        try:
+            # ctx["dag"].params: the DAG's own params; ctx["params"] already holds the conf's unknown keys too
+            refuse_unknown_keys(run.conf, ctx["dag"].params.keys())
+            anchor = (run.logical_date or run.run_after).astimezone(dt.UTC).date()
+            days = drift.lookback(anchor, ctx["params"]["lookback_days"])
+        except InvalidInput as err:
+            ctx["ti"].xcom_push(key=NOT_CHECKED, value=f"the run's params were refused: {err}")
+            raise AirflowFailException(f"invalid input: {err}") from None
         return {"first": days.first.isoformat(), "last": days.last.isoformat()}
 
     @task
     def customers_to_check() -> list[str]:
+        """The requested customers as given (each mapped check validates its own), else every profile.
+
+        Fails when the profiles cannot be listed or there are none, pushing why for ``report``."""
         from label_backfill.hooks import postgres_side
 
-        with postgres_side() as postgres:
-            return drift.select_customers(get_current_context()["params"]["customers"], postgres.customers())
+        ctx = get_current_context()
+        requested = ctx["params"]["customers"]
+        if requested:
+            return drift.select_customers(requested, [])
+        try:
+            with postgres_side() as postgres:
+                profiles = postgres.customers()
+        except Exception as err:
+            ctx["ti"].xcom_push(key=NOT_CHECKED, value=f"listing the customers failed: {drift.one_line(err)}")
+            raise
+        if not profiles:
+            ctx["ti"].xcom_push(key=NOT_CHECKED, value="Postgres has no profiles")
+            raise AirflowFailException("no customer to check: Postgres has no profiles")
+        return drift.select_customers(None, profiles)
 
     @task(map_index_template="{{ customer }}", max_active_tis_per_dagrun=4)
     def check_customer(customer: str, first: str, last: str) -> dict:
-        """One customer; a missing or unreachable database is a result, not a crash of the others."""
+        """One customer; an invalid id or region, a missing profile or database, an unreachable database is
+        this customer's result (``drift.check_customer``), never a crash that hides it or the others."""
         from label_backfill.compare import ClickHouseSide, compare
         from label_backfill.hooks import clickhouse_client, postgres_side
-        from label_backfill.naming import DayRange, database_name
+        from label_backfill.naming import DayRange
 
         ctx = get_current_context()
         ctx["customer"] = customer  # type: ignore[typeddict-unknown-key]  (map_index_template)
-        days = DayRange(dt.date.fromisoformat(first), dt.date.fromisoformat(last))
-        with postgres_side() as postgres:
-            region = postgres.region(customer)
-            if region is None:
-                return drift.customer_result(
-                    customer, drift.STATUS_NO_PROFILE, error="no profile in Postgres"
-                )
-            clickhouse = ClickHouseSide(
-                clickhouse_client(), database_name(customer, region), SETTINGS.read_table
-            )
-            try:
-                if not clickhouse.exists():
-                    return drift.customer_result(
-                        customer,
-                        drift.STATUS_NO_DATABASE,
-                        error=f"no table {clickhouse.database}.{clickhouse.table}",
-                    )
-                result = compare(
-                    postgres, clickhouse, customer, days, sample_size=ctx["params"]["sample_size"]
-                )
-            except Exception as err:  # unreachable ClickHouse must not hide the other customers' results
-                return drift.customer_result(
-                    customer, drift.STATUS_ERROR, error=f"{type(err).__name__}: {err}"
-                )
-        log.info("%s:\n%s", customer, result.render_text())
-        return drift.customer_result(
-            customer, drift.STATUS_CLEAN if result.ok else drift.STATUS_DRIFT, result.to_dict()
+        result = drift.check_customer(
+            customer,
+            DayRange(dt.date.fromisoformat(first), dt.date.fromisoformat(last)),
+            source="customers" if ctx["params"]["customers"] else "profiles",
+            postgres_side=postgres_side,
+            clickhouse_side=lambda database: ClickHouseSide(
+                clickhouse_client(), database, SETTINGS.read_table
+            ),
+            compare=compare,
+            sample_size=ctx["params"]["sample_size"],
         )
+        log.info("%s: %s %s", customer, result["status"], result["error"])
+        return result
 
-    @task
+    @task(trigger_rule="all_done")
     def plan_repairs(results: list[dict]) -> list[dict]:
-        """TriggerDagRunOperator kwargs, one per drifted range; the why goes to XCom ``note`` for the report."""
+        """TriggerDagRunOperator kwargs, one per drifted range; the why goes to XCom ``note`` for the report.
+
+        ``all_done``: a customer whose check failed must not stop the others' repairs (Airflow hands over the
+        results that exist)."""
         ctx = get_current_context()
         params, ti = ctx["params"], ctx["ti"]
         repairs: list[dict] = []
         if not params["auto_repair"]:
             note = "auto_repair is off: nothing triggered."
         else:
-            repairs = drift.plan_repairs(list(results), params["max_repair_days"], ctx["run_id"])
+            repairs = drift.plan_repairs(list(results or []), params["max_repair_days"], ctx["run_id"])
             busy = ti.get_dr_count(dag_id=lb_settings.BACKFILL_DAG_ID, states=["queued", "running"])
             if busy and repairs:
                 note = (
@@ -160,31 +182,50 @@ def conversation_labels_drift_check() -> None:
         return repairs
 
     @task(trigger_rule="all_done")
-    def report(results: list[dict], first: str, last: str, repairs: list[dict]) -> dict:
+    def report(results: list[dict], repairs: list[dict]) -> dict:
+        """Always runs. Every listed customer gets a line (``not_checked`` when its task left no result);
+        when nobody could be checked, the report says so and why."""
         from label_backfill.naming import DayRange
-        from label_backfill.reports import write_report
+        from label_backfill.reports import report_paths, write_report
 
         ctx = get_current_context()
-        days = DayRange(dt.date.fromisoformat(first), dt.date.fromisoformat(last))
-        note = ctx["ti"].xcom_pull(task_ids="plan_repairs", key="note") or "repairs were not planned."
-        document = drift.report_document(list(results or []), days, ctx["run_id"], list(repairs or []), note)
+        ti = ctx["ti"]
+        first = ti.xcom_pull(task_ids="check_window", key="first")
+        last = ti.xcom_pull(task_ids="check_window", key="last")
+        days = DayRange(dt.date.fromisoformat(first), dt.date.fromisoformat(last)) if first and last else None
+        listed = ti.xcom_pull(task_ids="customers_to_check")
+        reason = drift.not_checked_reason(
+            days,
+            ti.xcom_pull(task_ids="check_window", key=NOT_CHECKED),
+            listed,
+            ti.xcom_pull(task_ids="customers_to_check", key=NOT_CHECKED),
+        )
+        found = [] if reason else drift.reconcile(list(listed), list(results or []))
+        note = ti.xcom_pull(task_ids="plan_repairs", key="note") or "repairs were not planned."
+        document = drift.report_document(found, days, ctx["run_id"], list(repairs or []), note, reason)
         markdown = drift.render_markdown(document)
-        path = write_report(SETTINGS.report_dir, lb_settings.DRIFT_DAG_ID, ctx["run_id"], document, markdown)
-        log.info("report %s:\n%s", path, markdown)
+        path = report_paths(SETTINGS.report_dir, lb_settings.DRIFT_DAG_ID, ctx["run_id"])[0]
+        try:
+            path = write_report(
+                SETTINGS.report_dir, lb_settings.DRIFT_DAG_ID, ctx["run_id"], document, markdown
+            )
+        finally:
+            log.info("report %s:\n%s", path, markdown)
         return {"report": str(path), "problems": document["problems"]}
 
     @task(retries=0)
     def alert(summary: dict) -> None:
-        """The run's last task: fails on any drift so Airflow's ordinary alerting fires."""
+        """The run's last task: fails on any drift and on anything not checked, so Airflow's ordinary
+        alerting fires; names every failing customer with its status and reason, and the report."""
         if summary["problems"]:
             raise AirflowFailException(
                 "label drift: " + "; ".join(summary["problems"]) + f" (report {summary['report']})"
             )
 
     window = check_window()
-    results = check_customer.partial(first=window["first"], last=window["last"]).expand(
-        customer=customers_to_check()
-    )
+    listed = customers_to_check()
+    window >> listed  # nothing reads a database before the conf is accepted
+    results = check_customer.partial(first=window["first"], last=window["last"]).expand(customer=listed)
     repairs = plan_repairs(results)
     trigger = TriggerDagRunOperator.partial(
         task_id="trigger_repairs",
@@ -193,7 +234,8 @@ def conversation_labels_drift_check() -> None:
         wait_for_completion=False,
         retries=0,
     ).expand_kwargs(repairs)
-    summary = report(results, window["first"], window["last"], repairs)
+    summary = report(results, repairs)
+    chain([window, listed], summary)
     chain(trigger, summary)
     alert(summary)
 

@@ -98,5 +98,27 @@ def test_drift_contract():
     assert dag.timetable.expression == "0 4 * * *"
     params = dag.params.dump()
     assert params["customers"] == [] and params["lookback_days"] == 7 and params["auto_repair"] is False
+    assert set(params) == {"customers", "lookback_days", "auto_repair", "max_repair_days", "sample_size"}
     assert dag.get_task("check_customer").map_index_template == "{{ customer }}"
     assert {t.task_id for t in dag.leaves} == {"alert"}
+    assert {t.task_id for t in dag.tasks} == {
+        "check_window",
+        "customers_to_check",
+        "check_customer",
+        "plan_repairs",
+        "trigger_repairs",
+        "report",
+        "alert",
+    }
+
+    def upstream(task_id: str) -> set[str]:
+        return {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=True)}
+
+    assert upstream("check_window") == set()  # refuses unknown conf keys before anything reads a database
+    assert upstream("customers_to_check") == {"check_window"}
+    assert upstream("report") == {t.task_id for t in dag.tasks} - {"report", "alert"}
+    assert upstream("alert") == {t.task_id for t in dag.tasks} - {"alert"}
+    # a customer whose check failed must neither hide the others from the report nor stop their repairs
+    assert dag.get_task("report").trigger_rule == "all_done"
+    assert dag.get_task("plan_repairs").trigger_rule == "all_done"
+    assert dag.get_task("alert").trigger_rule == "all_success" and dag.get_task("alert").retries == 0
