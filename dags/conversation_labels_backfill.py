@@ -22,7 +22,7 @@ import logging
 
 from airflow.sdk import Param, chain, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from label_backfill import backfill
+from label_backfill import backfill, params
 from label_backfill import settings as lb_settings
 from label_backfill.naming import InvalidInput
 from label_backfill.operators import (
@@ -99,11 +99,8 @@ def _runner() -> tuple[type, dict]:
         "execution_timeout": dt.timedelta(hours=2),
     },
     params={
-        "customer": Param(
-            type="string",
-            pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
-            title="Customer",
-            description="A profile's customer_id in Postgres, e.g. alaska-air.",
+        "customer": params.customer_param(
+            description="A profile's customer_id in Postgres, e.g. alaska-air."
         ),
         "start_date": Param(
             type="string",
@@ -123,19 +120,11 @@ def _runner() -> tuple[type, dict]:
             title="Dry run",
             description="Preflight and report what would be deleted and rewritten; change nothing.",
         ),
-        "max_parallel_days": Param(
-            4,
-            type="integer",
-            minimum=1,
-            maximum=backfill.MAX_PARALLEL_DAYS_LIMIT,
-            title="Days at once",
-            description="How many day jobs run at the same time.",
+        "max_parallel_days": params.MAX_PARALLEL_DAYS.param(
+            4, title="Days at once", description="How many day jobs run at the same time."
         ),
-        "max_days": Param(
-            62,
-            type="integer",
-            minimum=1,
-            maximum=backfill.MAX_DAYS_LIMIT,
+        "max_days": params.MAX_DAYS.param(
+            params.MAX_DAYS_DEFAULT,
             title="Maximum range",
             description="Refuse ranges longer than this many days (a typo guard).",
         ),
@@ -149,17 +138,14 @@ def _runner() -> tuple[type, dict]:
         "max_delete_ratio": Param(
             2.0,
             type="number",
-            minimum=1,
+            minimum=params.MIN_DELETE_RATIO,
             title="Loss guard",
             description="Refuse a day when ClickHouse holds more than this many times the conversations it "
             "keeps after the repair (2.0: more than half of the day's conversations would be lost because "
             "Postgres no longer has them). Duplicate rows are never counted as loss.",
         ),
-        "sample_size": Param(
+        "sample_size": params.BACKFILL_SAMPLE_SIZE.param(
             20,
-            type="integer",
-            minimum=0,
-            maximum=1000,
             title="Drift sample",
             description="Drifted conversations shown per day in the report, with both sides' labels.",
         ),
@@ -170,11 +156,10 @@ def conversation_labels_backfill() -> None:
     def validate() -> dict:
         """Every param, then the profile lookup; nothing is deleted before this passes."""
         from label_backfill.hooks import postgres_side
-        from label_backfill.params import refuse_unknown_keys
 
         ctx = get_current_context()
         try:
-            refuse_unknown_keys(ctx["dag_run"].conf, ctx["dag"].params.keys())
+            params.refuse_unknown_keys(ctx["dag_run"].conf, ctx["dag"].params.keys())
             plan = backfill.validate_params(ctx["params"], dt.datetime.now(dt.UTC).date())
             with postgres_side() as postgres:
                 plan = backfill.resolve_customer(plan, postgres)

@@ -26,7 +26,7 @@ import logging
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, chain, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from label_backfill import drift
+from label_backfill import drift, params
 from label_backfill import settings as lb_settings
 
 SETTINGS = lb_settings.load()
@@ -55,11 +55,8 @@ NOT_CHECKED = "not_checked"  # XCom key: why a task could not list anything to c
             title="Customers",
             description="customer_ids to check; empty = every profile in Postgres.",
         ),
-        "lookback_days": Param(
+        "lookback_days": params.LOOKBACK_DAYS.param(
             7,
-            type="integer",
-            minimum=1,
-            maximum=90,
             title="Lookback days",
             description="Full UTC days checked, ending the day before the run's logical date.",
         ),
@@ -70,19 +67,13 @@ NOT_CHECKED = "not_checked"  # XCom key: why a task could not list anything to c
             description="Trigger conversation_labels_backfill for each drifted range (not while one is queued "
             "or running).",
         ),
-        "max_repair_days": Param(
+        "max_repair_days": params.MAX_REPAIR_DAYS.param(
             7,
-            type="integer",
-            minimum=1,
-            maximum=62,
             title="Repair budget",
             description="At most this many days repaired per customer per night (oldest drift first).",
         ),
-        "sample_size": Param(
+        "sample_size": params.DRIFT_SAMPLE_SIZE.param(
             10,
-            type="integer",
-            minimum=0,
-            maximum=200,
             title="Drift sample",
             description="Drifted conversations listed per day, with both sides' labels.",
         ),
@@ -96,13 +87,12 @@ def conversation_labels_drift_check() -> None:
         First task: refuses conf keys the DAG does not define (a typo would silently run with the default)
         before anything touches a database. The refusal is pushed for ``report``."""
         from label_backfill.naming import InvalidInput
-        from label_backfill.params import refuse_unknown_keys
 
         ctx = get_current_context()
         run = ctx["dag_run"]
         try:
             # ctx["dag"].params: the DAG's own params; ctx["params"] already holds the conf's unknown keys too
-            refuse_unknown_keys(run.conf, ctx["dag"].params.keys())
+            params.refuse_unknown_keys(run.conf, ctx["dag"].params.keys())
             anchor = (run.logical_date or run.run_after).astimezone(dt.UTC).date()
             days = drift.lookback(anchor, ctx["params"]["lookback_days"])
         except InvalidInput as err:

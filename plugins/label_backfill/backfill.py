@@ -23,12 +23,11 @@ from label_backfill.naming import (
     utc_midnight,
     validate_customer_id,
 )
+from label_backfill.params import BACKFILL_SAMPLE_SIZE, MAX_DAYS, MAX_PARALLEL_DAYS, MIN_DELETE_RATIO
+from label_backfill.params import MAX_PARALLEL_DAYS_LIMIT as MAX_PARALLEL_DAYS_LIMIT  # the DAG reads it here
 from label_backfill.settings import BACKFILL_DAG_ID
 
 log = logging.getLogger(__name__)
-
-MAX_PARALLEL_DAYS_LIMIT = 16
-MAX_DAYS_LIMIT = 366
 
 ENV_RANGE_START = "LABEL_CONVERSATIONS_WITH_AGENT_ASSISTANCE_CONV_START_AT_RANGE_START"
 ENV_RANGE_END = "LABEL_CONVERSATIONS_WITH_AGENT_ASSISTANCE_CONV_START_AT_RANGE_END"
@@ -61,13 +60,6 @@ class BackfillPlan:
         return cls(**data)
 
 
-def _int(params: dict[str, Any], name: str, low: int, high: int) -> int:
-    value = params.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidInput(f"{name}: {value!r} must be a whole number from {low} to {high}")
-    return value
-
-
 def _bool(params: dict[str, Any], name: str) -> bool:
     value = params.get(name, False)
     if not isinstance(value, bool):
@@ -76,7 +68,11 @@ def _bool(params: dict[str, Any], name: str) -> bool:
 
 
 def validate_params(params: dict[str, Any], today: dt.date) -> BackfillPlan:
-    """Check every param before anything touches a database; raise ``InvalidInput`` naming the param."""
+    """Check every param before anything touches a database; raise ``InvalidInput`` naming the param.
+
+    The trigger form checks each value against the same bounds (``params``); these checks also hold for a
+    conf that did not come through the form, and add what a schema cannot say: a finished end day, the range
+    against ``max_days``."""
     customer = validate_customer_id(params.get("customer"))
     first = parse_day(params.get("start_date"), "start_date")
     last = parse_day(params.get("end_date"), "end_date")
@@ -86,23 +82,23 @@ def validate_params(params: dict[str, Any], today: dt.date) -> BackfillPlan:
         raise InvalidInput(
             f"end_date: {last} is not a finished UTC day (today is {today}); the cron is still labeling it"
         )
-    max_days = _int(params, "max_days", 1, MAX_DAYS_LIMIT)
+    max_days = MAX_DAYS.check("max_days", params.get("max_days"))
     n_days = (last - first).days + 1
     if n_days > max_days:
         raise InvalidInput(f"end_date: the range {first}..{last} has {n_days} days, over max_days={max_days}")
     ratio = params.get("max_delete_ratio")
-    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or ratio < 1:
-        raise InvalidInput(f"max_delete_ratio: {ratio!r} must be a number >= 1")
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or ratio < MIN_DELETE_RATIO:
+        raise InvalidInput(f"max_delete_ratio: {ratio!r} must be a number >= {MIN_DELETE_RATIO}")
     return BackfillPlan(
         customer=customer,
         start_date=first.isoformat(),
         end_date=last.isoformat(),
         dry_run=_bool(params, "dry_run"),
-        max_parallel_days=_int(params, "max_parallel_days", 1, MAX_PARALLEL_DAYS_LIMIT),
+        max_parallel_days=MAX_PARALLEL_DAYS.check("max_parallel_days", params.get("max_parallel_days")),
         max_days=max_days,
         allow_empty_source=_bool(params, "allow_empty_source"),
         max_delete_ratio=float(ratio),
-        sample_size=_int(params, "sample_size", 0, 1000),
+        sample_size=BACKFILL_SAMPLE_SIZE.check("sample_size", params.get("sample_size")),
     )
 
 

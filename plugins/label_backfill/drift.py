@@ -23,6 +23,7 @@ from label_backfill.naming import (
     database_name,
     validate_customer_id,
 )
+from label_backfill.params import LOOKBACK_DAYS
 from label_backfill.settings import BACKFILL_DAG_ID, DRIFT_DAG_ID
 
 
@@ -62,8 +63,10 @@ def one_line(err: BaseException | str) -> str:
 
 def lookback(anchor: dt.date, lookback_days: int) -> DayRange:
     """The ``lookback_days`` full UTC days ending the day before ``anchor`` (the run's logical date)."""
-    if not 1 <= lookback_days <= 90:
-        raise InvalidInput(f"lookback_days: {lookback_days!r} must be from 1 to 90")
+    if not LOOKBACK_DAYS.low <= lookback_days <= LOOKBACK_DAYS.high:
+        raise InvalidInput(
+            f"lookback_days: {lookback_days!r} must be from {LOOKBACK_DAYS.low} to {LOOKBACK_DAYS.high}"
+        )
     return DayRange(anchor - dt.timedelta(days=lookback_days), anchor - dt.timedelta(days=1))
 
 
