@@ -170,20 +170,15 @@ def conversation_labels_backfill() -> None:
     @task(multiple_outputs=True)
     def preflight(plan_dict: dict) -> dict:
         """Before snapshot and the range's edge; refuse the delete when it is unsafe; a dry run reports here."""
-        from label_backfill.clickhouse import LabelTable
         from label_backfill.compare import ClickHouseSide
         from label_backfill.hooks import clickhouse_client, postgres_side
 
         plan = backfill.BackfillPlan.from_dict(plan_dict)
-        client = clickhouse_client()
-        clickhouse = ClickHouseSide(client, plan.database, SETTINGS.read_table)
-        if not clickhouse.exists():
-            raise AirflowFailException(
-                f"customer: ClickHouse has no table {plan.database}.{SETTINGS.read_table}"
-            )
-        table = LabelTable(client, plan.database, SETTINGS.clickhouse_cluster)
+        clickhouse = ClickHouseSide(clickhouse_client(), plan.database, SETTINGS.clickhouse_cluster)
+        if not clickhouse.table.exists():
+            raise AirflowFailException(f"customer: ClickHouse has no table {clickhouse.table.read_name}")
         with postgres_side() as postgres:
-            found = backfill.run_preflight(plan, postgres, clickhouse, table, dt.datetime.now(dt.UTC).date())
+            found = backfill.run_preflight(plan, postgres, clickhouse, dt.datetime.now(dt.UTC).date())
         before = found.before
         log.info("before:\n%s", before.render_text())
         if plan.dry_run or found.problems:
@@ -219,7 +214,6 @@ def conversation_labels_backfill() -> None:
         Always leaves a report once a delete may have happened: EXACT, NOT EXACT, NOT REPAIRED (stopped
         before rewriting, our queued delete killed) or NOT VERIFIED (Postgres could not be compared).
         """
-        from label_backfill.clickhouse import LabelTable
         from label_backfill.compare import ClickHouseSide
         from label_backfill.hooks import clickhouse_client, postgres_side
 
@@ -232,22 +226,20 @@ def conversation_labels_backfill() -> None:
             raise AirflowFailException(f"nothing was deleted: {stopped} did not succeed (see its log)")
         plan = backfill.BackfillPlan.from_dict(plan_dict)
         before = backfill.comparison_from_dict(found["before"])
-        client = clickhouse_client()
-        clickhouse = ClickHouseSide(client, plan.database, SETTINGS.read_table)
-        table = LabelTable(client, plan.database, SETTINGS.clickhouse_cluster)
+        clickhouse = ClickHouseSide(clickhouse_client(), plan.database, SETTINGS.clickhouse_cluster)
         stopped_at = next(
             (t for t in ("delete_range", "wait_for_mutations") if states.get(t) != "success"), None
         )
         stop_note = ""
         if stopped_at:  # no day ran: whatever delete of ours is still queued must never run
             stop_note = backfill.stop_our_delete(
-                plan, table, (ti.xcom_pull(task_ids="delete_range") or {}).get("mutations")
+                plan, clickhouse.table, (ti.xcom_pull(task_ids="delete_range") or {}).get("mutations")
             )
         failed = [] if stopped_at else backfill.failed_days(states, [d.isoformat() for d in plan.days.days])
         try:
             with postgres_side() as postgres:
                 after = backfill.snapshot(plan, postgres, clickhouse)
-            edge = backfill.edge_problems(plan, found, clickhouse, table)
+            edge = backfill.edge_problems(plan, found, clickhouse)
         except Exception as err:
             clickhouse_now = backfill.clickhouse_state(plan, clickhouse)
             problems = [f"range not verified: {type(err).__name__}: {err}"] + (

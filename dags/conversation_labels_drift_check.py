@@ -138,7 +138,7 @@ def conversation_labels_drift_check() -> None:
             source="customers" if ctx["params"]["customers"] else "profiles",
             postgres_side=postgres_side,
             clickhouse_side=lambda database: ClickHouseSide(
-                clickhouse_client(), database, SETTINGS.read_table
+                clickhouse_client(), database, SETTINGS.clickhouse_cluster
             ),
             compare=compare,
             sample_size=ctx["params"]["sample_size"],

@@ -199,7 +199,6 @@ def find_boundary(
     plan: BackfillPlan,
     postgres: PostgresSide,
     clickhouse: ClickHouseSide,
-    table: LabelTable,
     before: Comparison,
 ) -> Boundary:
     """Which conversations cross the range's edge (see ``Boundary``); ``before`` is the preflight comparison.
@@ -215,7 +214,8 @@ def find_boundary(
         return not first <= day <= last
 
     outside_rows: dict[str, set[str]] = {
-        cid: {d.isoformat() for d in found} for cid, found in table.straddling(plan.customer, days).items()
+        cid: {d.isoformat() for d in found}
+        for cid, found in clickhouse.table.straddling(plan.customer, days).items()
     }
     straddling = set(outside_rows)
     missing = before.drift_ids.get("missing", set()) - straddling
@@ -310,13 +310,13 @@ class Preflight:
 
 
 def run_preflight(
-    plan: BackfillPlan, postgres: PostgresSide, clickhouse: ClickHouseSide, table: LabelTable, today: dt.date
+    plan: BackfillPlan, postgres: PostgresSide, clickhouse: ClickHouseSide, today: dt.date
 ) -> Preflight:
     """The before comparison, the conversations crossing the range's edge, and the guard's findings."""
     before = snapshot(plan, postgres, clickhouse)
-    boundary = find_boundary(plan, postgres, clickhouse, table, before)
+    boundary = find_boundary(plan, postgres, clickhouse, before)
     checked, skipped = neighbour_days(plan, today)
-    found = table.day_fingerprints(plan.customer, checked, boundary.delete_ids)
+    found = clickhouse.table.day_fingerprints(plan.customer, checked, boundary.delete_ids)
     return Preflight(
         before=before,
         boundary=boundary,
@@ -326,12 +326,11 @@ def run_preflight(
     )
 
 
-def edge_problems(
-    plan: BackfillPlan, preflight: dict[str, Any], clickhouse: ClickHouseSide, table: LabelTable
-) -> list[str]:
+def edge_problems(plan: BackfillPlan, preflight: dict[str, Any], clickhouse: ClickHouseSide) -> list[str]:
     """After the rewrite, outside the per-day counts: nothing counted twice across the range's edge, no row
     left of a conversation deleted by id, and the neighbouring days byte-for-byte as the preflight saw them."""
     problems = []
+    table = clickhouse.table
     twice = table.straddling(plan.customer, plan.days)
     if twice:
         sample = ", ".join(

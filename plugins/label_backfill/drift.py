@@ -119,9 +119,9 @@ def check_customer(
                     "(lowercase letters, digits and '-')",
                 )
             clickhouse = clickhouse_side(database_name(customer, region))
-            if not clickhouse.exists():
+            if not clickhouse.table.exists():
                 return customer_result(
-                    customer, Status.NO_DATABASE, error=f"no table {clickhouse.database}.{clickhouse.table}"
+                    customer, Status.NO_DATABASE, error=f"no table {clickhouse.table.read_name}"
                 )
             comparison = compare(postgres, clickhouse, customer, days, sample_size=sample_size)
             return classify(customer, comparison.to_dict(), days)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from label_backfill import sql
@@ -91,6 +92,29 @@ def test_cluster_sql_uses_on_cluster_all_replicas_and_distributed_reads():
     assert "Distributed(conversations, alaska_air_us_east_1, conversation_with_labels" in distributed
     summary = sql.clickhouse("day_summary", database="alaska_air_us_east_1", table=table.read_table)
     assert "FROM alaska_air_us_east_1.conversation_with_labels_d" in summary
+
+
+@pytest.mark.parametrize("cluster", [None, "conversations"])
+def test_the_comparison_reads_the_table_the_label_table_names(cluster):
+    """One owner of the table's identity: the comparison side reads through its LabelTable, and the settings
+    name the same table."""
+    from label_backfill.compare import ClickHouseSide
+
+    side = ClickHouseSide(None, "alaska_air_us_east_1", cluster)
+    assert side.table.read_table == LabelTable(None, "alaska_air_us_east_1", cluster).read_table
+    assert side.table.read_table == load({"LABEL_BACKFILL_CLICKHOUSE_CLUSTER": cluster or ""}).read_table
+    assert side.database == "alaska_air_us_east_1"
+    assert side.table.read_name == f"alaska_air_us_east_1.{side.table.read_table}"
+    assert re.search(rf"FROM alaska_air_us_east_1\.{side.table.read_table}\b", side.table.read_sql("rows"))
+
+
+def test_both_sides_are_comparison_sides():
+    from label_backfill.compare import CheckedSide, ClickHouseSide, ComparisonSide, PostgresSide
+
+    postgres, clickhouse = PostgresSide(None), ClickHouseSide(None, "alaska_air_us_east_1")
+    assert isinstance(postgres, ComparisonSide) and isinstance(clickhouse, ComparisonSide)
+    assert isinstance(clickhouse, CheckedSide) and not isinstance(postgres, CheckedSide)
+    assert not isinstance(LabelTable(None, "alaska_air_us_east_1"), ComparisonSide)
 
 
 def test_identifiers_are_validated_before_splicing():
