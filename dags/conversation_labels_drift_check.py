@@ -26,10 +26,13 @@ import logging
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, chain, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from label_backfill import drift, params
+from label_backfill import drift
 from label_backfill import settings as lb_settings
+from label_backfill.params import DRIFT_SAMPLE_SIZE, LOOKBACK_DAYS, MAX_REPAIR_DAYS, refuse_unknown_keys
+from label_backfill.sides import Sides
 
 SETTINGS = lb_settings.load()
+SIDES = Sides.of(SETTINGS)
 log = logging.getLogger(__name__)
 NOT_CHECKED = "not_checked"  # XCom key: why a task could not list anything to check (read by ``report``)
 
@@ -55,7 +58,7 @@ NOT_CHECKED = "not_checked"  # XCom key: why a task could not list anything to c
             title="Customers",
             description="customer_ids to check; empty = every profile in Postgres.",
         ),
-        "lookback_days": params.LOOKBACK_DAYS.param(
+        "lookback_days": LOOKBACK_DAYS.param(
             7,
             title="Lookback days",
             description="Full UTC days checked, ending the day before the run's logical date.",
@@ -67,12 +70,12 @@ NOT_CHECKED = "not_checked"  # XCom key: why a task could not list anything to c
             description="Trigger conversation_labels_backfill for each drifted range (not while one is queued "
             "or running).",
         ),
-        "max_repair_days": params.MAX_REPAIR_DAYS.param(
+        "max_repair_days": MAX_REPAIR_DAYS.param(
             7,
             title="Repair budget",
             description="At most this many days repaired per customer per night (oldest drift first).",
         ),
-        "sample_size": params.DRIFT_SAMPLE_SIZE.param(
+        "sample_size": DRIFT_SAMPLE_SIZE.param(
             10,
             title="Drift sample",
             description="Drifted conversations listed per day, with both sides' labels.",
@@ -92,7 +95,7 @@ def conversation_labels_drift_check() -> None:
         run = ctx["dag_run"]
         try:
             # ctx["dag"].params: the DAG's own params; ctx["params"] already holds the conf's unknown keys too
-            params.refuse_unknown_keys(run.conf, ctx["dag"].params.keys())
+            refuse_unknown_keys(run.conf, ctx["dag"].params.keys())
             anchor = (run.logical_date or run.run_after).astimezone(dt.UTC).date()
             days = drift.lookback(anchor, ctx["params"]["lookback_days"])
         except InvalidInput as err:
@@ -105,14 +108,12 @@ def conversation_labels_drift_check() -> None:
         """The requested customers as given (each mapped check validates its own), else every profile.
 
         Fails when the profiles cannot be listed or there are none, pushing why for ``report``."""
-        from label_backfill.hooks import postgres_side
-
         ctx = get_current_context()
         requested = ctx["params"]["customers"]
         if requested:
             return drift.select_customers(requested, [])
         try:
-            with postgres_side() as postgres:
+            with SIDES.postgres() as postgres:
                 profiles = postgres.customers()
         except Exception as err:
             ctx["ti"].xcom_push(key=NOT_CHECKED, value=f"listing the customers failed: {drift.one_line(err)}")
@@ -126,25 +127,9 @@ def conversation_labels_drift_check() -> None:
     def check_customer(customer: str, first: str, last: str) -> dict:
         """One customer; an invalid id or region, a missing profile or database, an unreachable database is
         this customer's result (``drift.check_customer``), never a crash that hides it or the others."""
-        from label_backfill.compare import ClickHouseSide, compare
-        from label_backfill.hooks import clickhouse_client, postgres_side
-        from label_backfill.naming import DayRange
-
         ctx = get_current_context()
         ctx["customer"] = customer  # type: ignore[typeddict-unknown-key]  (map_index_template)
-        result = drift.check_customer(
-            customer,
-            DayRange(dt.date.fromisoformat(first), dt.date.fromisoformat(last)),
-            source="customers" if ctx["params"]["customers"] else "profiles",
-            postgres_side=postgres_side,
-            clickhouse_side=lambda database: ClickHouseSide(
-                clickhouse_client(), database, SETTINGS.clickhouse_cluster
-            ),
-            compare=compare,
-            sample_size=ctx["params"]["sample_size"],
-        )
-        log.info("%s: %s %s", customer, result["status"], result["error"])
-        return result
+        return drift.check(customer, first, last, ctx["params"], SIDES)
 
     @task(trigger_rule="all_done")
     def plan_repairs(results: list[dict]) -> list[dict]:

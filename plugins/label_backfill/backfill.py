@@ -25,7 +25,9 @@ from label_backfill.naming import (
 )
 from label_backfill.params import BACKFILL_SAMPLE_SIZE, MAX_DAYS, MAX_PARALLEL_DAYS, MIN_DELETE_RATIO
 from label_backfill.params import MAX_PARALLEL_DAYS_LIMIT as MAX_PARALLEL_DAYS_LIMIT  # the DAG reads it here
+from label_backfill.reports import write_report
 from label_backfill.settings import BACKFILL_DAG_ID
+from label_backfill.sides import Sides
 
 log = logging.getLogger(__name__)
 
@@ -534,3 +536,133 @@ def report_document(
         "after": after.to_dict() if after else None,
         "checks": checks or {},
     }
+
+
+class TaskFailed(Exception):
+    """The task fails for good: a retry cannot change it (the DAG raises it as ``AirflowFailException``)."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """Where a run's report goes: ``<report_dir>/conversation_labels_backfill/<run_id>.json`` and ``.md``."""
+
+    report_dir: str
+    run_id: str
+
+    def write(
+        self,
+        plan: BackfillPlan,
+        before: Comparison | None,
+        after: Comparison | None,
+        problems: list[str],
+        failed: list[str],
+        *,
+        result: str,
+        clickhouse_now: list[dict[str, Any]] | None = None,
+    ) -> str:
+        """Write the JSON and its markdown twin; return the JSON's path."""
+        document = report_document(
+            plan, before, after, problems, failed, self.run_id, result=result, clickhouse_now=clickhouse_now
+        )
+        markdown = render_markdown(
+            plan, before, after, problems, self.run_id, result=result, clickhouse_now=clickhouse_now
+        )
+        return str(write_report(self.report_dir, BACKFILL_DAG_ID, self.run_id, document, markdown))
+
+
+def preflight(plan: BackfillPlan, sides: Sides, report: Report, today: dt.date) -> dict[str, Any]:
+    """The ``preflight`` task: the before snapshot and the range's edge; refuse the delete when it is unsafe
+    (``TaskFailed``, report ``REFUSED``); a dry run writes its report (``DRY RUN``) here.
+
+    :return: ``Preflight.to_xcom()``, what ``delete_range`` and ``verify`` read.
+    """
+    clickhouse = sides.clickhouse(plan.database)
+    if not clickhouse.table.exists():
+        raise TaskFailed(f"customer: ClickHouse has no table {clickhouse.table.read_name}")
+    with sides.postgres() as postgres:
+        found = run_preflight(plan, postgres, clickhouse, today)
+    before = found.before
+    log.info("before:\n%s", before.render_text())
+    if plan.dry_run or found.problems:
+        result = VERDICT_REFUSED if found.problems else VERDICT_DRY_RUN
+        path = report.write(plan, before, None, found.problems, [], result=result)
+        log.info(
+            "%s: would delete %s rows (and %s conversation(s) stored outside the range) and rewrite %s; "
+            "report %s",
+            result,
+            before.total("ch_rows"),
+            len(found.boundary.delete_ids),
+            before.total("pg_eligible"),
+            path,
+        )
+    if found.problems:
+        raise TaskFailed("refusing to delete: " + " ".join(found.problems))
+    return found.to_xcom()
+
+
+def verify(
+    plan_dict: dict[str, Any] | None,
+    found: dict[str, Any] | None,
+    states: dict[str, str],
+    watched: list[list[str]] | None,
+    sides: Sides,
+    report: Report,
+) -> dict[str, Any]:
+    """The ``verify`` task: the after snapshot against Postgres, a report whatever happened once a delete may
+    have happened, and ``TaskFailed`` on any drift, failed day or edge problem.
+
+    Verdicts: EXACT, NOT EXACT, NOT REPAIRED (stopped before rewriting: our queued delete is killed first) or
+    NOT VERIFIED (Postgres could not be compared: a ``RuntimeError``, so the task retries).
+
+    :param plan_dict: ``validate``'s XCom; ``found``: ``preflight``'s (None when the task did not succeed).
+    :param states: this run's task states (``label_day_<i>`` per mapped day).
+    :param watched: the ``(host, mutation_id)`` pairs ``delete_range`` returned, None if it returned none.
+    """
+    if not plan_dict or not found:
+        stopped = next((t for t in ("validate", "preflight") if states.get(t) != "success"), "preflight")
+        raise TaskFailed(f"nothing was deleted: {stopped} did not succeed (see its log)")
+    plan = BackfillPlan.from_dict(plan_dict)
+    before = comparison_from_dict(found["before"])
+    clickhouse = sides.clickhouse(plan.database)
+    stopped_at = next((t for t in ("delete_range", "wait_for_mutations") if states.get(t) != "success"), None)
+    stop_note = ""
+    if stopped_at:  # no day ran: whatever delete of ours is still queued must never run
+        stop_note = stop_our_delete(plan, clickhouse.table, watched)
+    failed = [] if stopped_at else failed_days(states, [d.isoformat() for d in plan.days.days])
+    try:
+        with sides.postgres() as postgres:
+            after = snapshot(plan, postgres, clickhouse)
+        edge = edge_problems(plan, found, clickhouse)
+    except Exception as err:
+        clickhouse_now = clickhouse_state(plan, clickhouse)
+        problems = [f"range not verified: {type(err).__name__}: {err}"] + ([stop_note] if stop_note else [])
+        path = report.write(
+            plan, before, None, problems, failed, result=VERDICT_NOT_VERIFIED, clickhouse_now=clickhouse_now
+        )
+        held = (
+            f"ClickHouse holds {sum(d['ch_rows'] for d in clickhouse_now):,} rows of the range"
+            if clickhouse_now is not None
+            else "ClickHouse could not be read either"
+        )
+        raise RuntimeError(
+            f"{plan.customer} {plan.start_date}..{plan.end_date} is NOT VERIFIED: {err}; {held} "
+            f"(before: {before.total('ch_rows'):,}); report {path}"
+        ) from err
+    log.info("after:\n%s", after.render_text())
+    if stopped_at:
+        problems = [f"the repair stopped at {stopped_at} before rewriting; {stop_note}"]
+        result = VERDICT_NOT_REPAIRED
+    else:
+        problems = verdict(after, failed, edge)
+        result = VERDICT_NOT_EXACT if problems else VERDICT_EXACT
+    path = report.write(plan, before, after, problems, failed, result=result)
+    log.info("%s; report: %s", result, path)
+    if stopped_at:
+        unchanged = "unchanged" if after.total("ch_rows") == before.total("ch_rows") else "CHANGED"
+        raise TaskFailed(
+            f"{problems[0]}; ClickHouse holds {after.total('ch_rows'):,} rows of the range "
+            f"(before: {before.total('ch_rows'):,}, {unchanged}); report {path}"
+        )
+    if problems:
+        raise TaskFailed(f"backfill of {plan.customer} is not exact: " + "; ".join(problems))
+    return {"report": str(path), "rows": after.total("ch_rows"), "verdict": result}

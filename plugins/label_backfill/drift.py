@@ -8,8 +8,9 @@ the alert. A run that could not list anyone to check says so (``not_checked_reas
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from enum import StrEnum
 from typing import Any
@@ -25,6 +26,9 @@ from label_backfill.naming import (
 )
 from label_backfill.params import LOOKBACK_DAYS
 from label_backfill.settings import BACKFILL_DAG_ID, DRIFT_DAG_ID
+from label_backfill.sides import Sides
+
+log = logging.getLogger(__name__)
 
 
 class Status(StrEnum):
@@ -129,6 +133,24 @@ def check_customer(
         return customer_result(customer, Status.INVALID, error=one_line(str(err)))
     except Exception as err:  # an unreachable database is this customer's result, not a crash of the others
         return customer_result(customer, Status.ERROR, error=one_line(err))
+
+
+def check(customer: str, first: str, last: str, params: Mapping[str, Any], sides: Sides) -> dict[str, Any]:
+    """The ``check_customer`` task: one customer over the window ``check_window`` handed over (ISO days),
+    with the run's params, both sides reached through the providers' hooks (``sides``)."""
+    from label_backfill import compare  # looked up per call: a test replaces ``compare.compare``
+
+    result = check_customer(
+        customer,
+        DayRange(dt.date.fromisoformat(first), dt.date.fromisoformat(last)),
+        source="customers" if params["customers"] else "profiles",
+        postgres_side=sides.postgres,
+        clickhouse_side=sides.clickhouse,
+        compare=compare.compare,
+        sample_size=params["sample_size"],
+    )
+    log.info("%s: %s %s", customer, result["status"], result["error"])
+    return result
 
 
 def classify(customer: str, comparison: dict[str, Any], days: DayRange) -> dict[str, Any]:

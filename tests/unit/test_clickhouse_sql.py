@@ -136,3 +136,16 @@ def test_settings_from_environment():
     )
     with pytest.raises(ValueError, match="LABEL_BACKFILL_JOB_RUNNER"):
         load({"LABEL_BACKFILL_JOB_RUNNER": "ssh"})
+
+
+def test_the_tasks_build_both_sides_through_the_hooks_on_the_deployments_cluster(monkeypatch):
+    from label_backfill import hooks
+    from label_backfill.sides import Sides
+
+    monkeypatch.setattr(hooks, "clickhouse_client", lambda: "client")
+    monkeypatch.setattr(hooks, "postgres_side", lambda: "postgres side")
+    sides = Sides.of(load({"LABEL_BACKFILL_CLICKHOUSE_CLUSTER": "conversations"}))
+    side = sides.clickhouse("alaska_air_us_east_1")
+    assert (side.table.client, side.table.cluster) == ("client", "conversations")
+    assert side.table.read_table == "conversation_with_labels_d"
+    assert sides.postgres() == "postgres side"
