@@ -43,7 +43,7 @@ K8S_DIR = REPO / "include" / "k8s"
 CLICKHOUSE_DIR = REPO / "include" / "clickhouse"
 AIRFLOW_DOCKERFILE = REPO / "docker" / "airflow" / "Dockerfile"
 JOB_DOCKERFILE = REPO / "jobs" / "label_conversations" / "Dockerfile"
-REPLICATED_DDL = REPO / "include" / "sql" / "clickhouse" / "create_table_replicated.sql"
+REPLICATED_DDL = REPO / "plugins" / "label_backfill" / "sql" / "clickhouse" / "create_table_replicated.sql"
 
 CLICKHOUSE_SERVER_IMAGE = "clickhouse/clickhouse-server"
 CLICKHOUSE_KEEPER_IMAGE = "clickhouse/clickhouse-keeper"
