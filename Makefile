@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | md5sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml jobs/label_conversations/pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: setup test test-ui test-unit test-integration lint demo bench airflow clean stack-down
+.PHONY: setup test test-package test-ui test-unit test-integration lint demo bench airflow clean stack-down
 
 setup: $(STAMP)
 
@@ -12,7 +12,7 @@ $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --no-deps -e . -e jobs/label_conversations
 	@rm -f $(VENV)/.installed-*; touch $@
 
 lint: setup
@@ -21,6 +21,10 @@ lint: setup
 
 test: setup lint
 	$(BIN)/pytest
+
+# The built wheel in a fresh virtualenv with the production requirements only (part of `make test`).
+test-package: setup
+	$(BIN)/pytest -m package tests/package
 
 test-unit: setup
 	$(BIN)/pytest -m "unit or dag"
