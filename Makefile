@@ -66,5 +66,7 @@ bench: setup
 stack-down: setup
 	$(BIN)/python -m label_backfill.dev.stack down
 
-clean: stack-down
+# Stops Postgres and deletes its data (as root it lives in /var/lib/label-backfill/<hash>, see README).
+clean: setup
+	$(BIN)/python -m label_backfill.dev.stack clean
 	rm -rf .local reports
