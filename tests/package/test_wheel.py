@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def wheel(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def venv(wheel, tmp_path_factory) -> Path:
+def venv(wheel, tmp_path_factory) -> Iterator[Path]:
     """A fresh virtualenv with the wheel and the production requirements, nothing else."""
     venv = tmp_path_factory.mktemp("venv") / "venv"
     started = time.monotonic()
@@ -79,7 +80,8 @@ def venv(wheel, tmp_path_factory) -> Path:
     run([*pip, "check"], env=clean_env(), timeout=120)
     size = sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink())
     print(f"production virtualenv: installed in {time.monotonic() - started:.1f} s, {size / 2**20:.0f} MiB")
-    return venv
+    yield venv
+    shutil.rmtree(venv, ignore_errors=True)  # ~600 MiB: not left in pytest's kept temp folders
 
 
 def test_wheel_holds_every_module_and_sql_file_of_the_library(wheel):
