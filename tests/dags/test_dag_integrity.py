@@ -88,7 +88,8 @@ def test_backfill_contract():
     assert label_day.map_index_template == "{{ task.day }}"
     assert dag.get_task("verify").trigger_rule == "all_done"
     assert dag.get_task("wait_for_mutations").mode == "reschedule"
-    assert dag.template_searchpath and str(REPO / "include" / "sql") in dag.template_searchpath
+    sql_dir = REPO / "plugins" / "label_backfill" / "sql"
+    assert dag.template_searchpath and str(sql_dir) in dag.template_searchpath
     assert dag.doc_md and "validate" in dag.doc_md
 
 

