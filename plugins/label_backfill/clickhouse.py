@@ -107,7 +107,7 @@ class LabelTable:
         return f"{self.database}.{self.read_table}"
 
     def read_sql(self, name: str) -> str:
-        """The named ClickHouse query (``include/sql/clickhouse/<name>.sql``) on the table readers query."""
+        """The named ClickHouse query (``label_backfill/sql/clickhouse/<name>.sql``) on the table readers query."""
         return sql.clickhouse(name, database=self.database, table=self.read_table)
 
     def query(self, name: str, params: dict[str, Any]) -> list[tuple]:
