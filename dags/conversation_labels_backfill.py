@@ -77,9 +77,6 @@ def _runner() -> tuple[type, dict]:
         "deferrable": SETTINGS.deferrable,
         "ttl_seconds_after_finished": 3600,
         "backoff_limit": 0,
-        # Unlike kubectl, no ownerReference: the CronJob's history limits would delete finished day Jobs
-        # (and their logs) before Airflow reads them; ttl_seconds_after_finished cleans up instead.
-        "cronjob_owner_reference": False,
         "job_poll_interval": SETTINGS.k8s_poll_seconds,
     }
 

@@ -260,7 +260,7 @@ def neighbour_days(plan: BackfillPlan, today: dt.date) -> tuple[list[dt.date], l
 
 def day_job_kwargs(plan: BackfillPlan, dag_id: str, run_id: str) -> list[dict[str, Any]]:
     """One mapped task's kwargs per day: the job's three env vars, a Job name and labels, the guards."""
-    from label_backfill.kubernetes import job_name_for_day, label_value
+    from label_backfill.k8s_job import job_name_for_day, label_value
 
     out = []
     for day in plan.days.days:

@@ -22,7 +22,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleExcept
 
 from label_backfill.clickhouse import LabelTable, MutationFailed, MutationState, check_mutations
 from label_backfill.hooks import clickhouse_client, postgres_dsn, postgres_side
-from label_backfill.kubernetes import CronJobJobOperator
+from label_backfill.k8s_operator import CronJobJobOperator
 from label_backfill.naming import DayRange, parse_day
 from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID
 from label_backfill.triggers import ClickHouseMutationTrigger

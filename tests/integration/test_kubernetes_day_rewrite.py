@@ -19,7 +19,7 @@ from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
 from airflow.sdk.bases.operator import ExecutorSafeguard
 from kubernetes.client import ApiClient
 from label_backfill.clickhouse import LabelTable
-from label_backfill.kubernetes import job_name_for_day, label_value
+from label_backfill.k8s_job import job_name_for_day, label_value
 from label_backfill.operators import LabelDayKubernetesOperator
 
 from tests.crafted import add_conversations, at, label_range, make_customer
@@ -84,7 +84,6 @@ def day_operator(database: str, **kwargs: Any) -> LabelDayKubernetesOperator:
             ENV_CUSTOMER: CUSTOMER,
         },
         job_labels={"label-backfill/customer": CUSTOMER, "label-backfill/run-id": label_value(RUN_ID)},
-        cronjob_owner_reference=False,
         backoff_limit=0,
         job_poll_interval=0.1,
         pod_discovery_timeout=10,
