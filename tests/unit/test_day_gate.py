@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from airflow.sdk.exceptions import AirflowRescheduleException
-from label_backfill.operators import LabelDayLocalOperator
+from label_backfill.operators import DayRewriteOperator
 
 pytestmark = pytest.mark.unit
 
@@ -22,13 +22,12 @@ class StubTI:
         return {self.run_id: self.states}
 
 
-def operator(max_parallel_days: int) -> LabelDayLocalOperator:
-    return LabelDayLocalOperator(
+def operator(max_parallel_days: int) -> DayRewriteOperator:
+    return DayRewriteOperator(
         task_id="label_day",
         customer="alaska-air",
         database="alaska_air_us_east_1",
         day="2026-02-03",
-        job_env={},
         max_parallel_days=max_parallel_days,
     )
 
