@@ -323,6 +323,8 @@ def conversation_labels_backfill() -> None:
     days = operator.partial(
         task_id="label_day",
         map_index_template="{{ task.day }}",
+        # a hard cap fixed at parse time; the run's max_parallel_days is applied by the day's gate
+        # (DayRewriteOperator.wait_for_turn: Airflow has no per-run value for this)
         max_active_tis_per_dagrun=backfill.MAX_PARALLEL_DAYS_LIMIT,
         retries=SETTINGS.day_retries,
         **runner_kwargs,

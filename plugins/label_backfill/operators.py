@@ -31,8 +31,24 @@ from label_backfill.triggers import ClickHouseMutationTrigger
 
 log = logging.getLogger(__name__)
 
-# A day counts against max_parallel_days while it works (running, or deferred waiting on its Job).
-WORKING_STATES = {"running", "deferred"}
+# Task states of a day that is done; in any other state (none, scheduled, queued, running, deferred,
+# up_for_reschedule, up_for_retry...) a day is at work or still to come, and keeps its place in line.
+FINISHED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+_RESCHEDULE_SECONDS, _RESCHEDULE_MAX_SECONDS = 3, 30
+
+
+def days_ahead(states: dict[str, Any], task_id: str, map_index: int | None) -> list[int]:
+    """The map indexes before ``map_index`` whose day is not finished (a day not reported is not finished).
+
+    :param states: the run's states of ``task_id``, ``{"<task_id>_<map_index>": state}`` as
+        ``get_task_states`` reports them.
+    """
+    ahead = []
+    for i in range(max(map_index or 0, 0)):
+        state = states.get(f"{task_id}_{i}")
+        if getattr(state, "value", state) not in FINISHED_STATES:
+            ahead.append(i)
+    return ahead
 
 
 class ClickHouseDeleteOperator(BaseOperator):
@@ -194,10 +210,8 @@ class DayRewriteOperator(BaseOperator):
     ``allow_empty_source``, ``max_parallel_days``); a runner derives everything else (the job's env, a
     Job's name and labels) from them and the task's context.
 
-    1. Wait for a turn: at most ``max_parallel_days`` days of the run work at once (a runtime param, so
-       not ``max_active_tis_per_dagrun``). A day passes only if fewer than that many *other* days are
-       running: two days checking at once see each other and both back off, so the bound is never
-       exceeded. A waiting day is rescheduled and holds no worker slot.
+    1. Wait for a turn (:meth:`wait_for_turn`): at most ``max_parallel_days`` days of the run work at
+       once, earliest days first. A waiting day is rescheduled and holds no worker slot.
     2. Delete what an earlier attempt of this day left (none after the range delete), guarded like the
        preflight, and wait for that mutation, so the rewrite never doubles a row.
     """
@@ -228,17 +242,38 @@ class DayRewriteOperator(BaseOperator):
         return day_job_env(self.customer, parse_day(self.day, "day"))
 
     def wait_for_turn(self, context: Any) -> None:
+        """Start only while fewer than ``max_parallel_days`` of the days before this one are unfinished.
+
+        Why not Airflow's own limit: ``max_parallel_days`` is a param of the run, and Airflow 3.3 has no
+        per-run knob for it. ``max_active_tis_per_dagrun`` is read by the scheduler from the serialized DAG
+        (a ``partial()`` argument fixed at parse time, typed int, not templated; a value passed through
+        ``expand`` only reaches the worker's operator), and pools are global, their slots changed through
+        the metadata database or the REST API, which task code cannot reach. So the DAG sets
+        ``max_active_tis_per_dagrun`` to the param's maximum and this gate applies the run's value.
+
+        The order is the map index (the scheduler's order too). Race-free, also when days check at the
+        same moment: the earliest unfinished day always passes, so they never all back off; and of the
+        days at work, the latest one in the order counted all the others when it checked (they are before
+        it and were unfinished then: a finished day stays finished), so never more than
+        ``max_parallel_days`` work. A day waiting for a retry keeps its place. One exception: a day
+        *cleared* while later days already work is unfinished again, comes back ahead of them and starts
+        beside them, so the run may exceed the limit by the cleared days until those finish.
+        """
         ti = context["ti"]
         states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id]).get(
             ti.run_id, {}
         )
-        me = f"{ti.task_id}_{ti.map_index}"
-        working = [key for key, state in states.items() if key != me and state in WORKING_STATES]
-        if len(working) >= self.max_parallel_days:
+        ahead = days_ahead(states, ti.task_id, ti.map_index)
+        if len(ahead) >= self.max_parallel_days:
             self.log.info(
-                "%s other day(s) running, max_parallel_days=%s: waiting", len(working), self.max_parallel_days
+                "%s earlier day(s) not finished, max_parallel_days=%s: waiting (map indexes %s)",
+                len(ahead),
+                self.max_parallel_days,
+                ahead,
             )
-            delay = 3 + (ti.map_index or 0) % 5  # spread retries of days that saw each other
+            # further back in line, longer until a turn can come: poll less often
+            behind = len(ahead) - self.max_parallel_days
+            delay = min(_RESCHEDULE_SECONDS + behind, _RESCHEDULE_MAX_SECONDS)
             raise AirflowRescheduleException(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))
 
     def clear_day_before_write(self) -> None:
