@@ -34,20 +34,24 @@ log = logging.getLogger(__name__)
 # Task states of a day that is done; in any other state (none, scheduled, queued, running, deferred,
 # up_for_reschedule, up_for_retry...) a day is at work or still to come, and keeps its place in line.
 FINISHED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
-_RESCHEDULE_SECONDS, _RESCHEDULE_MAX_SECONDS = 3, 30
+# a day in these states is about to start (or to be picked up): the one behind it looks again soon
+STARTING_STATES = frozenset({None, "none", "scheduled", "queued"})
+_RESCHEDULE_SOON_SECONDS, _RESCHEDULE_SECONDS, _RESCHEDULE_MAX_SECONDS = 1, 3, 30
 
 
-def days_ahead(states: dict[str, Any], task_id: str, map_index: int | None) -> list[int]:
-    """The map indexes before ``map_index`` whose day is not finished (a day not reported is not finished).
+def days_ahead(states: dict[str, Any], task_id: str, map_index: int | None) -> dict[int, str | None]:
+    """The days before ``map_index`` that are not finished, with their states (a day not reported is not
+    finished).
 
     :param states: the run's states of ``task_id``, ``{"<task_id>_<map_index>": state}`` as
         ``get_task_states`` reports them.
     """
-    ahead = []
+    ahead = {}
     for i in range(max(map_index or 0, 0)):
         state = states.get(f"{task_id}_{i}")
-        if getattr(state, "value", state) not in FINISHED_STATES:
-            ahead.append(i)
+        state = getattr(state, "value", state)
+        if state not in FINISHED_STATES:
+            ahead[i] = state
     return ahead
 
 
@@ -269,11 +273,13 @@ class DayRewriteOperator(BaseOperator):
                 "%s earlier day(s) not finished, max_parallel_days=%s: waiting (map indexes %s)",
                 len(ahead),
                 self.max_parallel_days,
-                ahead,
+                sorted(ahead),
             )
-            # further back in line, longer until a turn can come: poll less often
-            behind = len(ahead) - self.max_parallel_days
-            delay = min(_RESCHEDULE_SECONDS + behind, _RESCHEDULE_MAX_SECONDS)
+            if any(state in STARTING_STATES for state in ahead.values()):
+                delay = _RESCHEDULE_SOON_SECONDS  # a day ahead is only about to start: the line moves soon
+            else:  # the days ahead work: the further back in line, the longer until a turn can come
+                behind = len(ahead) - self.max_parallel_days
+                delay = min(_RESCHEDULE_SECONDS + behind, _RESCHEDULE_MAX_SECONDS)
             raise AirflowRescheduleException(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))
 
     def clear_day_before_write(self) -> None:

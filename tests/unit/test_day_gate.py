@@ -7,6 +7,7 @@ day asks the run's task states whether it may start. The gate must hold when day
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 
 import pytest
@@ -79,14 +80,23 @@ def test_an_unreported_earlier_day_counts_as_unfinished():
     assert not goes(1, 2, {"label_day_0": "success", "label_day_2": "running"})
 
 
-def test_the_wait_grows_with_the_place_in_line():
-    seen = states(*["scheduled"] * 20, "running")
-    delays = []
-    for limit in (19, 4):
-        with pytest.raises(AirflowRescheduleException) as waited:
-            operator(limit).wait_for_turn({"ti": StubTI(20, seen)})
-        delays.append(waited.value.reschedule_date)
-    assert delays[0] < delays[1]
+def wait_seconds(limit: int, map_index: int, seen: dict[str, str]) -> float:
+    before = dt.datetime.now(dt.UTC)
+    with pytest.raises(AirflowRescheduleException) as waited:
+        operator(limit).wait_for_turn({"ti": StubTI(map_index, seen)})
+    return (waited.value.reschedule_date - before).total_seconds()
+
+
+def test_the_wait_grows_with_the_place_in_line_behind_days_at_work():
+    seen = states(*["running", "deferred", "up_for_reschedule"] * 7, "running")
+    assert 3 <= wait_seconds(21, 21, seen) < 4  # next in line
+    assert 20 <= wait_seconds(4, 21, seen) < 21  # 17 days further back
+    assert 30 <= wait_seconds(1, 40, states(*["running"] * 40, "running")) < 31  # capped
+
+
+def test_behind_a_day_about_to_start_the_wait_is_short():
+    for starting in ("scheduled", "queued", "none", None):
+        assert wait_seconds(1, 2, states("running", starting, "running")) < 2, starting
 
 
 @pytest.mark.parametrize("together", [False, True], ids=["random-groups", "all-at-once"])
