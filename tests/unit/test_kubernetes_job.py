@@ -349,3 +349,17 @@ def test_operator_can_be_mapped_per_day():
         )
     assert mapped.partial_kwargs["cronjob_name"] == CRONJOB_NAME
     assert mapped.partial_kwargs["deferrable"] is True
+
+
+def test_provider_copies_and_patches_are_noted_against_the_installed_provider():
+    """Every ``# cncf-kubernetes X:`` note in k8s_operator.py names the installed provider version: an
+    upgrade fails here until each noted copy or patch has been re-checked and its note updated."""
+    import importlib.metadata
+    import pathlib
+
+    import label_backfill.k8s_operator
+
+    source = pathlib.Path(label_backfill.k8s_operator.__file__).read_text()
+    noted = re.findall(r"# cncf-kubernetes (\S+?):", source)
+    assert len(noted) >= 8
+    assert set(noted) == {importlib.metadata.version("apache-airflow-providers-cncf-kubernetes")}
