@@ -18,7 +18,6 @@ See README.md ("Backfill a customer", "Rerun a failed day").
 from __future__ import annotations
 
 import datetime as dt
-import logging
 
 from airflow.sdk import Param, chain, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
@@ -30,27 +29,24 @@ from label_backfill.operators import (
     ClickHouseMutationSensor,
     LabelDayKubernetesOperator,
 )
+from label_backfill.params import (
+    BACKFILL_SAMPLE_SIZE,
+    MAX_DAYS,
+    MAX_DAYS_DEFAULT,
+    MAX_PARALLEL_DAYS,
+    MIN_DELETE_RATIO,
+    customer_param,
+    refuse_unknown_keys,
+)
+from label_backfill.sides import Sides
 from label_backfill.sql import SQL_DIR
 
 SETTINGS = lb_settings.load()
-log = logging.getLogger(__name__)
+SIDES = Sides.of(SETTINGS)
 
 
-def _write_report(plan, before, after, problems: list[str], failed: list[str], **kwargs) -> str:
-    from label_backfill.reports import write_report
-
-    run_id = get_current_context()["run_id"]
-    document = backfill.report_document(plan, before, after, problems, failed, run_id, **kwargs)
-    markdown = backfill.render_markdown(
-        plan,
-        before,
-        after,
-        problems,
-        run_id,
-        result=kwargs["result"],
-        clickhouse_now=kwargs.get("clickhouse_now"),
-    )
-    return str(write_report(SETTINGS.report_dir, lb_settings.BACKFILL_DAG_ID, run_id, document, markdown))
+def _report() -> backfill.Report:
+    return backfill.Report(SETTINGS.report_dir, get_current_context()["run_id"])
 
 
 def _runner() -> tuple[type, dict]:
@@ -92,12 +88,7 @@ def _runner() -> tuple[type, dict]:
         "execution_timeout": dt.timedelta(hours=2),
     },
     params={
-        "customer": Param(
-            type="string",
-            pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
-            title="Customer",
-            description="A profile's customer_id in Postgres, e.g. alaska-air.",
-        ),
+        "customer": customer_param(description="A profile's customer_id in Postgres, e.g. alaska-air."),
         "start_date": Param(
             type="string",
             format="date",
@@ -116,19 +107,11 @@ def _runner() -> tuple[type, dict]:
             title="Dry run",
             description="Preflight and report what would be deleted and rewritten; change nothing.",
         ),
-        "max_parallel_days": Param(
-            4,
-            type="integer",
-            minimum=1,
-            maximum=backfill.MAX_PARALLEL_DAYS_LIMIT,
-            title="Days at once",
-            description="How many day jobs run at the same time.",
+        "max_parallel_days": MAX_PARALLEL_DAYS.param(
+            4, title="Days at once", description="How many day jobs run at the same time."
         ),
-        "max_days": Param(
-            62,
-            type="integer",
-            minimum=1,
-            maximum=backfill.MAX_DAYS_LIMIT,
+        "max_days": MAX_DAYS.param(
+            MAX_DAYS_DEFAULT,
             title="Maximum range",
             description="Refuse ranges longer than this many days (a typo guard).",
         ),
@@ -142,17 +125,14 @@ def _runner() -> tuple[type, dict]:
         "max_delete_ratio": Param(
             2.0,
             type="number",
-            minimum=1,
+            minimum=MIN_DELETE_RATIO,
             title="Loss guard",
             description="Refuse a day when ClickHouse holds more than this many times the conversations it "
             "keeps after the repair (2.0: more than half of the day's conversations would be lost because "
             "Postgres no longer has them). Duplicate rows are never counted as loss.",
         ),
-        "sample_size": Param(
+        "sample_size": BACKFILL_SAMPLE_SIZE.param(
             20,
-            type="integer",
-            minimum=0,
-            maximum=1000,
             title="Drift sample",
             description="Drifted conversations shown per day in the report, with both sides' labels.",
         ),
@@ -162,14 +142,11 @@ def conversation_labels_backfill() -> None:
     @task(retries=0)
     def validate() -> dict:
         """Every param, then the profile lookup; nothing is deleted before this passes."""
-        from label_backfill.hooks import postgres_side
-        from label_backfill.params import refuse_unknown_keys
-
         ctx = get_current_context()
         try:
             refuse_unknown_keys(ctx["dag_run"].conf, ctx["dag"].params.keys())
             plan = backfill.validate_params(ctx["params"], dt.datetime.now(dt.UTC).date())
-            with postgres_side() as postgres:
+            with SIDES.postgres() as postgres:
                 plan = backfill.resolve_customer(plan, postgres)
         except InvalidInput as err:
             raise AirflowFailException(f"invalid input: {err}") from None
@@ -178,37 +155,11 @@ def conversation_labels_backfill() -> None:
     @task(multiple_outputs=True)
     def preflight(plan_dict: dict) -> dict:
         """Before snapshot and the range's edge; refuse the delete when it is unsafe; a dry run reports here."""
-        from label_backfill.clickhouse import LabelTable
-        from label_backfill.compare import ClickHouseSide
-        from label_backfill.hooks import clickhouse_client, postgres_side
-
         plan = backfill.BackfillPlan.from_dict(plan_dict)
-        client = clickhouse_client()
-        clickhouse = ClickHouseSide(client, plan.database, SETTINGS.read_table)
-        if not clickhouse.exists():
-            raise AirflowFailException(
-                f"customer: ClickHouse has no table {plan.database}.{SETTINGS.read_table}"
-            )
-        table = LabelTable(client, plan.database, SETTINGS.clickhouse_cluster)
-        with postgres_side() as postgres:
-            found = backfill.run_preflight(plan, postgres, clickhouse, table, dt.datetime.now(dt.UTC).date())
-        before = found.before
-        log.info("before:\n%s", before.render_text())
-        if plan.dry_run or found.problems:
-            result = backfill.VERDICT_REFUSED if found.problems else backfill.VERDICT_DRY_RUN
-            path = _write_report(plan, before, None, found.problems, [], result=result)
-            log.info(
-                "%s: would delete %s rows (and %s conversation(s) stored outside the range) and rewrite %s; "
-                "report %s",
-                result,
-                before.total("ch_rows"),
-                len(found.boundary.delete_ids),
-                before.total("pg_eligible"),
-                path,
-            )
-        if found.problems:
-            raise AirflowFailException("refusing to delete: " + " ".join(found.problems))
-        return found.to_xcom()
+        try:
+            return backfill.preflight(plan, SIDES, _report(), dt.datetime.now(dt.UTC).date())
+        except backfill.TaskFailed as err:
+            raise AirflowFailException(str(err)) from None
 
     @task.short_circuit
     def repair_requested(plan_dict: dict) -> bool:
@@ -225,76 +176,18 @@ def conversation_labels_backfill() -> None:
         Always leaves a report once a delete may have happened: EXACT, NOT EXACT, NOT REPAIRED (stopped
         before rewriting, our queued delete killed) or NOT VERIFIED (Postgres could not be compared).
         """
-        from label_backfill.clickhouse import LabelTable
-        from label_backfill.compare import ClickHouseSide
-        from label_backfill.hooks import clickhouse_client, postgres_side
-
         ti = get_current_context()["ti"]
-        plan_dict = ti.xcom_pull(task_ids="validate")
-        found = ti.xcom_pull(task_ids="preflight")
-        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
-        if not plan_dict or not found:
-            stopped = next((t for t in ("validate", "preflight") if states.get(t) != "success"), "preflight")
-            raise AirflowFailException(f"nothing was deleted: {stopped} did not succeed (see its log)")
-        plan = backfill.BackfillPlan.from_dict(plan_dict)
-        before = backfill.comparison_from_dict(found["before"])
-        client = clickhouse_client()
-        clickhouse = ClickHouseSide(client, plan.database, SETTINGS.read_table)
-        table = LabelTable(client, plan.database, SETTINGS.clickhouse_cluster)
-        stopped_at = next(
-            (t for t in ("delete_range", "wait_for_mutations") if states.get(t) != "success"), None
-        )
-        stop_note = ""
-        if stopped_at:  # no day ran: whatever delete of ours is still queued must never run
-            stop_note = backfill.stop_our_delete(
-                plan, table, (ti.xcom_pull(task_ids="delete_range") or {}).get("mutations")
-            )
-        failed = [] if stopped_at else backfill.failed_days(states, [d.isoformat() for d in plan.days.days])
         try:
-            with postgres_side() as postgres:
-                after = backfill.snapshot(plan, postgres, clickhouse)
-            edge = backfill.edge_problems(plan, found, clickhouse, table)
-        except Exception as err:
-            clickhouse_now = backfill.clickhouse_state(plan, clickhouse)
-            problems = [f"range not verified: {type(err).__name__}: {err}"] + (
-                [stop_note] if stop_note else []
+            return backfill.verify(
+                ti.xcom_pull(task_ids="validate"),
+                ti.xcom_pull(task_ids="preflight"),
+                ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {}),
+                (ti.xcom_pull(task_ids="delete_range") or {}).get("mutations"),
+                SIDES,
+                _report(),
             )
-            path = _write_report(
-                plan,
-                before,
-                None,
-                problems,
-                failed,
-                result=backfill.VERDICT_NOT_VERIFIED,
-                clickhouse_now=clickhouse_now,
-            )
-            held = (
-                f"ClickHouse holds {sum(d['ch_rows'] for d in clickhouse_now):,} rows of the range"
-                if clickhouse_now is not None
-                else "ClickHouse could not be read either"
-            )
-            raise RuntimeError(
-                f"{plan.customer} {plan.start_date}..{plan.end_date} is NOT VERIFIED: {err}; {held} "
-                f"(before: {before.total('ch_rows'):,}); report {path}"
-            ) from err
-        log.info("after:\n%s", after.render_text())
-        if stopped_at:
-            problems = [f"the repair stopped at {stopped_at} before rewriting; {stop_note}"]
-            result = backfill.VERDICT_NOT_REPAIRED
-        else:
-            problems = backfill.verdict(after, failed, edge)
-            result = backfill.VERDICT_NOT_EXACT if problems else backfill.VERDICT_EXACT
-        path = _write_report(plan, before, after, problems, failed, result=result)
-        log.info("%s; report: %s", result, path)
-        if stopped_at:
-            unchanged = "unchanged" if after.total("ch_rows") == before.total("ch_rows") else "CHANGED"
-            raise AirflowFailException(
-                f"{problems[0]}; ClickHouse holds {after.total('ch_rows'):,} rows of the range "
-                f"(before: {before.total('ch_rows'):,}, {unchanged}); report {path}"
-            )
-        if problems:
-            raise AirflowFailException(f"backfill of {plan.customer} is not exact: " + "; ".join(problems))
-        return {"report": str(path), "rows": after.total("ch_rows"), "verdict": result}
+        except backfill.TaskFailed as err:
+            raise AirflowFailException(str(err)) from None
 
     plan = validate()
     found = preflight(plan)

@@ -28,8 +28,11 @@ from airflow.sdk import Param, chain, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 from label_backfill import drift
 from label_backfill import settings as lb_settings
+from label_backfill.params import DRIFT_SAMPLE_SIZE, LOOKBACK_DAYS, MAX_REPAIR_DAYS, refuse_unknown_keys
+from label_backfill.sides import Sides
 
 SETTINGS = lb_settings.load()
+SIDES = Sides.of(SETTINGS)
 log = logging.getLogger(__name__)
 NOT_CHECKED = "not_checked"  # XCom key: why a task could not list anything to check (read by ``report``)
 
@@ -55,11 +58,8 @@ NOT_CHECKED = "not_checked"  # XCom key: why a task could not list anything to c
             title="Customers",
             description="customer_ids to check; empty = every profile in Postgres.",
         ),
-        "lookback_days": Param(
+        "lookback_days": LOOKBACK_DAYS.param(
             7,
-            type="integer",
-            minimum=1,
-            maximum=90,
             title="Lookback days",
             description="Full UTC days checked, ending the day before the run's logical date.",
         ),
@@ -70,19 +70,13 @@ NOT_CHECKED = "not_checked"  # XCom key: why a task could not list anything to c
             description="Trigger conversation_labels_backfill for each drifted range (not while one is queued "
             "or running).",
         ),
-        "max_repair_days": Param(
+        "max_repair_days": MAX_REPAIR_DAYS.param(
             7,
-            type="integer",
-            minimum=1,
-            maximum=62,
             title="Repair budget",
             description="At most this many days repaired per customer per night (oldest drift first).",
         ),
-        "sample_size": Param(
+        "sample_size": DRIFT_SAMPLE_SIZE.param(
             10,
-            type="integer",
-            minimum=0,
-            maximum=200,
             title="Drift sample",
             description="Drifted conversations listed per day, with both sides' labels.",
         ),
@@ -96,7 +90,6 @@ def conversation_labels_drift_check() -> None:
         First task: refuses conf keys the DAG does not define (a typo would silently run with the default)
         before anything touches a database. The refusal is pushed for ``report``."""
         from label_backfill.naming import InvalidInput
-        from label_backfill.params import refuse_unknown_keys
 
         ctx = get_current_context()
         run = ctx["dag_run"]
@@ -115,14 +108,12 @@ def conversation_labels_drift_check() -> None:
         """The requested customers as given (each mapped check validates its own), else every profile.
 
         Fails when the profiles cannot be listed or there are none, pushing why for ``report``."""
-        from label_backfill.hooks import postgres_side
-
         ctx = get_current_context()
         requested = ctx["params"]["customers"]
         if requested:
             return drift.select_customers(requested, [])
         try:
-            with postgres_side() as postgres:
+            with SIDES.postgres() as postgres:
                 profiles = postgres.customers()
         except Exception as err:
             ctx["ti"].xcom_push(key=NOT_CHECKED, value=f"listing the customers failed: {drift.one_line(err)}")
@@ -136,25 +127,9 @@ def conversation_labels_drift_check() -> None:
     def check_customer(customer: str, first: str, last: str) -> dict:
         """One customer; an invalid id or region, a missing profile or database, an unreachable database is
         this customer's result (``drift.check_customer``), never a crash that hides it or the others."""
-        from label_backfill.compare import ClickHouseSide, compare
-        from label_backfill.hooks import clickhouse_client, postgres_side
-        from label_backfill.naming import DayRange
-
         ctx = get_current_context()
         ctx["customer"] = customer  # type: ignore[typeddict-unknown-key]  (map_index_template)
-        result = drift.check_customer(
-            customer,
-            DayRange(dt.date.fromisoformat(first), dt.date.fromisoformat(last)),
-            source="customers" if ctx["params"]["customers"] else "profiles",
-            postgres_side=postgres_side,
-            clickhouse_side=lambda database: ClickHouseSide(
-                clickhouse_client(), database, SETTINGS.read_table
-            ),
-            compare=compare,
-            sample_size=ctx["params"]["sample_size"],
-        )
-        log.info("%s: %s %s", customer, result["status"], result["error"])
-        return result
+        return drift.check(customer, first, last, ctx["params"], SIDES)
 
     @task(trigger_rule="all_done")
     def plan_repairs(results: list[dict]) -> list[dict]:

@@ -23,12 +23,13 @@ from label_backfill.naming import (
     utc_midnight,
     validate_customer_id,
 )
+from label_backfill.params import BACKFILL_SAMPLE_SIZE, MAX_DAYS, MAX_PARALLEL_DAYS, MIN_DELETE_RATIO
+from label_backfill.params import MAX_PARALLEL_DAYS_LIMIT as MAX_PARALLEL_DAYS_LIMIT  # the DAG reads it here
+from label_backfill.reports import write_report
 from label_backfill.settings import BACKFILL_DAG_ID
+from label_backfill.sides import Sides
 
 log = logging.getLogger(__name__)
-
-MAX_PARALLEL_DAYS_LIMIT = 16
-MAX_DAYS_LIMIT = 366
 
 ENV_RANGE_START = "LABEL_CONVERSATIONS_WITH_AGENT_ASSISTANCE_CONV_START_AT_RANGE_START"
 ENV_RANGE_END = "LABEL_CONVERSATIONS_WITH_AGENT_ASSISTANCE_CONV_START_AT_RANGE_END"
@@ -61,13 +62,6 @@ class BackfillPlan:
         return cls(**data)
 
 
-def _int(params: dict[str, Any], name: str, low: int, high: int) -> int:
-    value = params.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidInput(f"{name}: {value!r} must be a whole number from {low} to {high}")
-    return value
-
-
 def _bool(params: dict[str, Any], name: str) -> bool:
     value = params.get(name, False)
     if not isinstance(value, bool):
@@ -76,7 +70,11 @@ def _bool(params: dict[str, Any], name: str) -> bool:
 
 
 def validate_params(params: dict[str, Any], today: dt.date) -> BackfillPlan:
-    """Check every param before anything touches a database; raise ``InvalidInput`` naming the param."""
+    """Check every param before anything touches a database; raise ``InvalidInput`` naming the param.
+
+    The trigger form checks each value against the same bounds (``params``); these checks also hold for a
+    conf that did not come through the form, and add what a schema cannot say: a finished end day, the range
+    against ``max_days``."""
     customer = validate_customer_id(params.get("customer"))
     first = parse_day(params.get("start_date"), "start_date")
     last = parse_day(params.get("end_date"), "end_date")
@@ -86,23 +84,23 @@ def validate_params(params: dict[str, Any], today: dt.date) -> BackfillPlan:
         raise InvalidInput(
             f"end_date: {last} is not a finished UTC day (today is {today}); the cron is still labeling it"
         )
-    max_days = _int(params, "max_days", 1, MAX_DAYS_LIMIT)
+    max_days = MAX_DAYS.check("max_days", params.get("max_days"))
     n_days = (last - first).days + 1
     if n_days > max_days:
         raise InvalidInput(f"end_date: the range {first}..{last} has {n_days} days, over max_days={max_days}")
     ratio = params.get("max_delete_ratio")
-    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or ratio < 1:
-        raise InvalidInput(f"max_delete_ratio: {ratio!r} must be a number >= 1")
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or ratio < MIN_DELETE_RATIO:
+        raise InvalidInput(f"max_delete_ratio: {ratio!r} must be a number >= {MIN_DELETE_RATIO}")
     return BackfillPlan(
         customer=customer,
         start_date=first.isoformat(),
         end_date=last.isoformat(),
         dry_run=_bool(params, "dry_run"),
-        max_parallel_days=_int(params, "max_parallel_days", 1, MAX_PARALLEL_DAYS_LIMIT),
+        max_parallel_days=MAX_PARALLEL_DAYS.check("max_parallel_days", params.get("max_parallel_days")),
         max_days=max_days,
         allow_empty_source=_bool(params, "allow_empty_source"),
         max_delete_ratio=float(ratio),
-        sample_size=_int(params, "sample_size", 0, 1000),
+        sample_size=BACKFILL_SAMPLE_SIZE.check("sample_size", params.get("sample_size")),
     )
 
 
@@ -203,7 +201,6 @@ def find_boundary(
     plan: BackfillPlan,
     postgres: PostgresSide,
     clickhouse: ClickHouseSide,
-    table: LabelTable,
     before: Comparison,
 ) -> Boundary:
     """Which conversations cross the range's edge (see ``Boundary``); ``before`` is the preflight comparison.
@@ -219,7 +216,8 @@ def find_boundary(
         return not first <= day <= last
 
     outside_rows: dict[str, set[str]] = {
-        cid: {d.isoformat() for d in found} for cid, found in table.straddling(plan.customer, days).items()
+        cid: {d.isoformat() for d in found}
+        for cid, found in clickhouse.table.straddling(plan.customer, days).items()
     }
     straddling = set(outside_rows)
     missing = before.drift_ids.get("missing", set()) - straddling
@@ -307,13 +305,13 @@ class Preflight:
 
 
 def run_preflight(
-    plan: BackfillPlan, postgres: PostgresSide, clickhouse: ClickHouseSide, table: LabelTable, today: dt.date
+    plan: BackfillPlan, postgres: PostgresSide, clickhouse: ClickHouseSide, today: dt.date
 ) -> Preflight:
     """The before comparison, the conversations crossing the range's edge, and the guard's findings."""
     before = snapshot(plan, postgres, clickhouse)
-    boundary = find_boundary(plan, postgres, clickhouse, table, before)
+    boundary = find_boundary(plan, postgres, clickhouse, before)
     checked, skipped = neighbour_days(plan, today)
-    found = table.day_fingerprints(plan.customer, checked, boundary.delete_ids)
+    found = clickhouse.table.day_fingerprints(plan.customer, checked, boundary.delete_ids)
     return Preflight(
         before=before,
         boundary=boundary,
@@ -323,12 +321,11 @@ def run_preflight(
     )
 
 
-def edge_problems(
-    plan: BackfillPlan, preflight: dict[str, Any], clickhouse: ClickHouseSide, table: LabelTable
-) -> list[str]:
+def edge_problems(plan: BackfillPlan, preflight: dict[str, Any], clickhouse: ClickHouseSide) -> list[str]:
     """After the rewrite, outside the per-day counts: nothing counted twice across the range's edge, no row
     left of a conversation deleted by id, and the neighbouring days byte-for-byte as the preflight saw them."""
     problems = []
+    table = clickhouse.table
     twice = table.straddling(plan.customer, plan.days)
     if twice:
         sample = ", ".join(
@@ -532,3 +529,133 @@ def report_document(
         "after": after.to_dict() if after else None,
         "checks": checks or {},
     }
+
+
+class TaskFailed(Exception):
+    """The task fails for good: a retry cannot change it (the DAG raises it as ``AirflowFailException``)."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """Where a run's report goes: ``<report_dir>/conversation_labels_backfill/<run_id>.json`` and ``.md``."""
+
+    report_dir: str
+    run_id: str
+
+    def write(
+        self,
+        plan: BackfillPlan,
+        before: Comparison | None,
+        after: Comparison | None,
+        problems: list[str],
+        failed: list[str],
+        *,
+        result: str,
+        clickhouse_now: list[dict[str, Any]] | None = None,
+    ) -> str:
+        """Write the JSON and its markdown twin; return the JSON's path."""
+        document = report_document(
+            plan, before, after, problems, failed, self.run_id, result=result, clickhouse_now=clickhouse_now
+        )
+        markdown = render_markdown(
+            plan, before, after, problems, self.run_id, result=result, clickhouse_now=clickhouse_now
+        )
+        return str(write_report(self.report_dir, BACKFILL_DAG_ID, self.run_id, document, markdown))
+
+
+def preflight(plan: BackfillPlan, sides: Sides, report: Report, today: dt.date) -> dict[str, Any]:
+    """The ``preflight`` task: the before snapshot and the range's edge; refuse the delete when it is unsafe
+    (``TaskFailed``, report ``REFUSED``); a dry run writes its report (``DRY RUN``) here.
+
+    :return: ``Preflight.to_xcom()``, what ``delete_range`` and ``verify`` read.
+    """
+    clickhouse = sides.clickhouse(plan.database)
+    if not clickhouse.table.exists():
+        raise TaskFailed(f"customer: ClickHouse has no table {clickhouse.table.read_name}")
+    with sides.postgres() as postgres:
+        found = run_preflight(plan, postgres, clickhouse, today)
+    before = found.before
+    log.info("before:\n%s", before.render_text())
+    if plan.dry_run or found.problems:
+        result = VERDICT_REFUSED if found.problems else VERDICT_DRY_RUN
+        path = report.write(plan, before, None, found.problems, [], result=result)
+        log.info(
+            "%s: would delete %s rows (and %s conversation(s) stored outside the range) and rewrite %s; "
+            "report %s",
+            result,
+            before.total("ch_rows"),
+            len(found.boundary.delete_ids),
+            before.total("pg_eligible"),
+            path,
+        )
+    if found.problems:
+        raise TaskFailed("refusing to delete: " + " ".join(found.problems))
+    return found.to_xcom()
+
+
+def verify(
+    plan_dict: dict[str, Any] | None,
+    found: dict[str, Any] | None,
+    states: dict[str, str],
+    watched: list[list[str]] | None,
+    sides: Sides,
+    report: Report,
+) -> dict[str, Any]:
+    """The ``verify`` task: the after snapshot against Postgres, a report whatever happened once a delete may
+    have happened, and ``TaskFailed`` on any drift, failed day or edge problem.
+
+    Verdicts: EXACT, NOT EXACT, NOT REPAIRED (stopped before rewriting: our queued delete is killed first) or
+    NOT VERIFIED (Postgres could not be compared: a ``RuntimeError``, so the task retries).
+
+    :param plan_dict: ``validate``'s XCom; ``found``: ``preflight``'s (None when the task did not succeed).
+    :param states: this run's task states (``label_day_<i>`` per mapped day).
+    :param watched: the ``(host, mutation_id)`` pairs ``delete_range`` returned, None if it returned none.
+    """
+    if not plan_dict or not found:
+        stopped = next((t for t in ("validate", "preflight") if states.get(t) != "success"), "preflight")
+        raise TaskFailed(f"nothing was deleted: {stopped} did not succeed (see its log)")
+    plan = BackfillPlan.from_dict(plan_dict)
+    before = comparison_from_dict(found["before"])
+    clickhouse = sides.clickhouse(plan.database)
+    stopped_at = next((t for t in ("delete_range", "wait_for_mutations") if states.get(t) != "success"), None)
+    stop_note = ""
+    if stopped_at:  # no day ran: whatever delete of ours is still queued must never run
+        stop_note = stop_our_delete(plan, clickhouse.table, watched)
+    failed = [] if stopped_at else failed_days(states, [d.isoformat() for d in plan.days.days])
+    try:
+        with sides.postgres() as postgres:
+            after = snapshot(plan, postgres, clickhouse)
+        edge = edge_problems(plan, found, clickhouse)
+    except Exception as err:
+        clickhouse_now = clickhouse_state(plan, clickhouse)
+        problems = [f"range not verified: {type(err).__name__}: {err}"] + ([stop_note] if stop_note else [])
+        path = report.write(
+            plan, before, None, problems, failed, result=VERDICT_NOT_VERIFIED, clickhouse_now=clickhouse_now
+        )
+        held = (
+            f"ClickHouse holds {sum(d['ch_rows'] for d in clickhouse_now):,} rows of the range"
+            if clickhouse_now is not None
+            else "ClickHouse could not be read either"
+        )
+        raise RuntimeError(
+            f"{plan.customer} {plan.start_date}..{plan.end_date} is NOT VERIFIED: {err}; {held} "
+            f"(before: {before.total('ch_rows'):,}); report {path}"
+        ) from err
+    log.info("after:\n%s", after.render_text())
+    if stopped_at:
+        problems = [f"the repair stopped at {stopped_at} before rewriting; {stop_note}"]
+        result = VERDICT_NOT_REPAIRED
+    else:
+        problems = verdict(after, failed, edge)
+        result = VERDICT_NOT_EXACT if problems else VERDICT_EXACT
+    path = report.write(plan, before, after, problems, failed, result=result)
+    log.info("%s; report: %s", result, path)
+    if stopped_at:
+        unchanged = "unchanged" if after.total("ch_rows") == before.total("ch_rows") else "CHANGED"
+        raise TaskFailed(
+            f"{problems[0]}; ClickHouse holds {after.total('ch_rows'):,} rows of the range "
+            f"(before: {before.total('ch_rows'):,}, {unchanged}); report {path}"
+        )
+    if problems:
+        raise TaskFailed(f"backfill of {plan.customer} is not exact: " + "; ".join(problems))
+    return {"report": str(path), "rows": after.total("ch_rows"), "verdict": result}

@@ -77,16 +77,15 @@ def check_mutations(rows: Iterable[dict[str, Any]], watched: Iterable[tuple[str,
     return MutationCheck(MutationState.DONE)
 
 
-def table_exists(client: Any, database: str, table: str) -> bool:
-    rows = client.query(
-        "SELECT count() FROM system.tables WHERE database = {database:String} AND name = {table:String}",
-        parameters={"database": database, "table": table},
-    ).result_rows
-    return bool(rows and rows[0][0])
+def read_table_name(cluster: str | None) -> str:
+    """The label table readers query: the Distributed ``conversation_with_labels_d`` on a cluster, else the
+    local table. The one place that decides it (``LabelTable.read_table``, ``Settings.read_table``)."""
+    return f"{LABEL_TABLE}_d" if cluster else LABEL_TABLE
 
 
 class LabelTable:
-    """One customer's ``conversation_with_labels``, single node or cluster.
+    """One customer's ``conversation_with_labels``, single node or cluster: the one owner of the table's identity
+    (database, cluster and so the table read) for every ClickHouse reader and writer of the package.
 
     :param client: a clickhouse-connect client (``ClickHouseHook.get_client()``).
     :param database: the customer's database.
@@ -100,7 +99,20 @@ class LabelTable:
 
     @property
     def read_table(self) -> str:
-        return f"{LABEL_TABLE}_d" if self.cluster else LABEL_TABLE
+        return read_table_name(self.cluster)
+
+    @property
+    def read_name(self) -> str:
+        """``database.table`` as readers query it, for messages."""
+        return f"{self.database}.{self.read_table}"
+
+    def read_sql(self, name: str) -> str:
+        """The named ClickHouse query (``include/sql/clickhouse/<name>.sql``) on the table readers query."""
+        return sql.clickhouse(name, database=self.database, table=self.read_table)
+
+    def query(self, name: str, params: dict[str, Any]) -> list[tuple]:
+        """Rows of the named read query, values bound."""
+        return self.client.query(self.read_sql(name), parameters=params).result_rows
 
     def create(self, *, dedup_window: int | None = None) -> None:
         """Create the database and table(s) if absent (``dedup_window``: single-node hazard reproduction)."""
@@ -118,12 +130,15 @@ class LabelTable:
         )
 
     def exists(self) -> bool:
-        return table_exists(self.client, self.database, self.read_table)
+        rows = self.client.query(
+            "SELECT count() FROM system.tables WHERE database = {database:String} AND name = {table:String}",
+            parameters={"database": self.database, "table": self.read_table},
+        ).result_rows
+        return bool(rows and rows[0][0])
 
     def row_count(self, customer: str, days: DayRange) -> int:
-        text = sql.clickhouse("range_row_count", database=self.database, table=self.read_table)
         params = {"customer_id": validate_customer_id(customer), "start": days.start, "end": days.end}
-        return int(self.client.query(text, parameters=params).result_rows[0][0])
+        return int(self.query("range_row_count", params)[0][0])
 
     def delete_sql(self) -> str:
         return sql.clickhouse("delete_range", database=self.database, on_cluster=sql.on_cluster(self.cluster))
@@ -227,15 +242,13 @@ class LabelTable:
 
     def straddling(self, customer: str, days: DayRange) -> dict[str, list[dt.date]]:
         """Conversations with rows both inside ``days`` and outside, with their outside start days."""
-        text = sql.clickhouse("straddling", database=self.database, table=self.read_table)
         params = {"customer_id": validate_customer_id(customer), "start": days.start, "end": days.end}
-        return {cid: list(outside) for cid, outside in self.client.query(text, parameters=params).result_rows}
+        return {cid: list(outside) for cid, outside in self.query("straddling", params)}
 
     def day_fingerprints(
         self, customer: str, days: Iterable[dt.date], exclude: Iterable[str] = ()
     ) -> dict[str, list[int]]:
         """ClickHouse-only ``{day: [rows, checksum of every column]}``, leaving ``exclude`` out."""
-        text = sql.clickhouse("day_fingerprints", database=self.database, table=self.read_table)
         params = {
             "customer_id": validate_customer_id(customer),
             "days": sorted(days),
@@ -243,7 +256,7 @@ class LabelTable:
         }
         return {
             day.isoformat(): [int(rows), int(checksum)]
-            for day, rows, checksum in self.client.query(text, parameters=params).result_rows
+            for day, rows, checksum in self.query("day_fingerprints", params)
         }
 
     def wait(self, watched: list[tuple[str, str]], *, timeout: float, poll: float = 0.2) -> None:

@@ -8,8 +8,9 @@ the alert. A run that could not list anyone to check says so (``not_checked_reas
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from enum import StrEnum
 from typing import Any
@@ -23,7 +24,11 @@ from label_backfill.naming import (
     database_name,
     validate_customer_id,
 )
+from label_backfill.params import LOOKBACK_DAYS
 from label_backfill.settings import BACKFILL_DAG_ID, DRIFT_DAG_ID
+from label_backfill.sides import Sides
+
+log = logging.getLogger(__name__)
 
 
 class Status(StrEnum):
@@ -62,8 +67,10 @@ def one_line(err: BaseException | str) -> str:
 
 def lookback(anchor: dt.date, lookback_days: int) -> DayRange:
     """The ``lookback_days`` full UTC days ending the day before ``anchor`` (the run's logical date)."""
-    if not 1 <= lookback_days <= 90:
-        raise InvalidInput(f"lookback_days: {lookback_days!r} must be from 1 to 90")
+    if not LOOKBACK_DAYS.low <= lookback_days <= LOOKBACK_DAYS.high:
+        raise InvalidInput(
+            f"lookback_days: {lookback_days!r} must be from {LOOKBACK_DAYS.low} to {LOOKBACK_DAYS.high}"
+        )
     return DayRange(anchor - dt.timedelta(days=lookback_days), anchor - dt.timedelta(days=1))
 
 
@@ -116,9 +123,9 @@ def check_customer(
                     "(lowercase letters, digits and '-')",
                 )
             clickhouse = clickhouse_side(database_name(customer, region))
-            if not clickhouse.exists():
+            if not clickhouse.table.exists():
                 return customer_result(
-                    customer, Status.NO_DATABASE, error=f"no table {clickhouse.database}.{clickhouse.table}"
+                    customer, Status.NO_DATABASE, error=f"no table {clickhouse.table.read_name}"
                 )
             comparison = compare(postgres, clickhouse, customer, days, sample_size=sample_size)
             return classify(customer, comparison.to_dict(), days)
@@ -126,6 +133,24 @@ def check_customer(
         return customer_result(customer, Status.INVALID, error=one_line(str(err)))
     except Exception as err:  # an unreachable database is this customer's result, not a crash of the others
         return customer_result(customer, Status.ERROR, error=one_line(err))
+
+
+def check(customer: str, first: str, last: str, params: Mapping[str, Any], sides: Sides) -> dict[str, Any]:
+    """The ``check_customer`` task: one customer over the window ``check_window`` handed over (ISO days),
+    with the run's params, both sides reached through the providers' hooks (``sides``)."""
+    from label_backfill import compare  # looked up per call: a test replaces ``compare.compare``
+
+    result = check_customer(
+        customer,
+        DayRange(dt.date.fromisoformat(first), dt.date.fromisoformat(last)),
+        source="customers" if params["customers"] else "profiles",
+        postgres_side=sides.postgres,
+        clickhouse_side=sides.clickhouse,
+        compare=compare.compare,
+        sample_size=params["sample_size"],
+    )
+    log.info("%s: %s %s", customer, result["status"], result["error"])
+    return result
 
 
 def classify(customer: str, comparison: dict[str, Any], days: DayRange) -> dict[str, Any]:

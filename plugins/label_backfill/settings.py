@@ -36,7 +36,9 @@ class Settings:
     @property
     def read_table(self) -> str:
         """Table the comparison reads: the Distributed table on a cluster, else the local one."""
-        return f"{LABEL_TABLE}_d" if self.clickhouse_cluster else LABEL_TABLE
+        from label_backfill.clickhouse import read_table_name  # the one rule (clickhouse imports this module)
+
+        return read_table_name(self.clickhouse_cluster)
 
 
 def _flag(value: str) -> bool:

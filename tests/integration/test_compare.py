@@ -128,7 +128,7 @@ def test_sample_is_bounded(pg, ch, clean):
 def test_missing_database_is_reported(pg, ch):
     """A missing database is an error, never an empty side that could compare as 'no data' or clean."""
     side = ClickHouseSide(ch, "no_such_customer_us_east_1")
-    assert side.exists() is False
+    assert side.table.exists() is False
     days = DayRange(dt.date(2026, 2, 1), dt.date(2026, 2, 2))
     with pytest.raises(Exception, match="no_such_customer_us_east_1"):
         compare(PostgresSide(pg), side, "alaska-air", days)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from label_backfill import sql
@@ -93,6 +94,29 @@ def test_cluster_sql_uses_on_cluster_all_replicas_and_distributed_reads():
     assert "FROM alaska_air_us_east_1.conversation_with_labels_d" in summary
 
 
+@pytest.mark.parametrize("cluster", [None, "conversations"])
+def test_the_comparison_reads_the_table_the_label_table_names(cluster):
+    """One owner of the table's identity: the comparison side reads through its LabelTable, and the settings
+    name the same table."""
+    from label_backfill.compare import ClickHouseSide
+
+    side = ClickHouseSide(None, "alaska_air_us_east_1", cluster)
+    assert side.table.read_table == LabelTable(None, "alaska_air_us_east_1", cluster).read_table
+    assert side.table.read_table == load({"LABEL_BACKFILL_CLICKHOUSE_CLUSTER": cluster or ""}).read_table
+    assert side.database == "alaska_air_us_east_1"
+    assert side.table.read_name == f"alaska_air_us_east_1.{side.table.read_table}"
+    assert re.search(rf"FROM alaska_air_us_east_1\.{side.table.read_table}\b", side.table.read_sql("rows"))
+
+
+def test_both_sides_are_comparison_sides():
+    from label_backfill.compare import CheckedSide, ClickHouseSide, ComparisonSide, PostgresSide
+
+    postgres, clickhouse = PostgresSide(None), ClickHouseSide(None, "alaska_air_us_east_1")
+    assert isinstance(postgres, ComparisonSide) and isinstance(clickhouse, ComparisonSide)
+    assert isinstance(clickhouse, CheckedSide) and not isinstance(postgres, CheckedSide)
+    assert not isinstance(LabelTable(None, "alaska_air_us_east_1"), ComparisonSide)
+
+
 def test_identifiers_are_validated_before_splicing():
     with pytest.raises(InvalidInput):
         LabelTable(None, "alaska; DROP DATABASE x")
@@ -112,3 +136,16 @@ def test_settings_from_environment():
     )
     with pytest.raises(ValueError, match="LABEL_BACKFILL_JOB_RUNNER"):
         load({"LABEL_BACKFILL_JOB_RUNNER": "ssh"})
+
+
+def test_the_tasks_build_both_sides_through_the_hooks_on_the_deployments_cluster(monkeypatch):
+    from label_backfill import hooks
+    from label_backfill.sides import Sides
+
+    monkeypatch.setattr(hooks, "clickhouse_client", lambda: "client")
+    monkeypatch.setattr(hooks, "postgres_side", lambda: "postgres side")
+    sides = Sides.of(load({"LABEL_BACKFILL_CLICKHOUSE_CLUSTER": "conversations"}))
+    side = sides.clickhouse("alaska_air_us_east_1")
+    assert (side.table.client, side.table.cluster) == ("client", "conversations")
+    assert side.table.read_table == "conversation_with_labels_d"
+    assert sides.postgres() == "postgres side"

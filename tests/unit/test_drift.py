@@ -112,7 +112,12 @@ class FakePostgres:
 
 class FakeClickHouse:
     def __init__(self, database, exists=True):
-        self.database, self.table, self._exists = database, "conversation_with_labels", exists
+        self.database, self.table = database, FakeTable(database, exists)
+
+
+class FakeTable:
+    def __init__(self, database, exists):
+        self.read_name, self._exists = f"{database}.conversation_with_labels", exists
 
     def exists(self):
         return self._exists

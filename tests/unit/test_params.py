@@ -26,3 +26,16 @@ def test_every_unknown_key_is_named():
     with pytest.raises(InvalidInput) as err:
         refuse_unknown_keys({"zzz": 1, "customers": ["a"]}, KNOWN)
     assert "'customers' (did you mean 'customer'?)" in str(err.value) and "'zzz'" in str(err.value)
+
+
+def test_a_bound_is_the_form_schema_and_the_python_check():
+    from label_backfill.params import MAX_DAYS, MAX_DAYS_LIMIT
+
+    schema = MAX_DAYS.param(62, title="Maximum range", description="d").schema
+    assert (schema["type"], schema["minimum"], schema["maximum"]) == ("integer", 1, MAX_DAYS_LIMIT)
+    assert MAX_DAYS.check("max_days", MAX_DAYS_LIMIT) == MAX_DAYS_LIMIT
+    for bad in (0, MAX_DAYS_LIMIT + 1, True, 3.0, "7", None):
+        with pytest.raises(
+            InvalidInput, match=rf"^max_days: .* must be a whole number from 1 to {MAX_DAYS_LIMIT}$"
+        ):
+            MAX_DAYS.check("max_days", bad)

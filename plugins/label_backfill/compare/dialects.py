@@ -9,16 +9,16 @@ Fingerprint, row queries and ``ROW_SCHEMA`` all derive from one definition, ``sq
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from label_backfill import sql
-from label_backfill.clickhouse import table_exists
+from label_backfill.clickhouse import LabelTable
 from label_backfill.hooks import arrow_postgres
-from label_backfill.naming import DayRange, validate_customer_id, validate_identifier
+from label_backfill.naming import DayRange, validate_customer_id
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,37 @@ ROW_SCHEMA = pa.schema(
         *((c.name, pa.int64() if c.millis else pa.string()) for c in sql.LABELS),
     ]
 )
+
+
+@runtime_checkable
+class ComparisonSide(Protocol):
+    """One side of the comparison, what ``compare`` reads of it (as reladiff's table segment is to its diff).
+
+    Every method is per customer and pushed down into the side's own engine; ``rows_arrow`` returns
+    ``ROW_SCHEMA``, so both sides' rows line up whatever the engine.
+    """
+
+    name: str  # "postgres" or "clickhouse": the usecase distribution's column
+
+    def day_summaries(self, customer: str, days: DayRange) -> Mapping[dt.date, DaySummary]:
+        """Per UTC start day: rows, distinct conversations, duplicates, fingerprint checksum."""
+
+    def rows_arrow(self, customer: str, days: DayRange) -> pa.Table:
+        """Every row of ``days`` with its compared columns (``ROW_SCHEMA``)."""
+
+    def usecases(self, customer: str, days: DayRange) -> Mapping[str, int]:
+        """Conversations per usecase over ``days``."""
+
+    def labels(self, customer: str, conversation_ids: Iterable[str]) -> Mapping[str, Any]:
+        """Each listed conversation's labels as this side holds them (the report's samples)."""
+
+
+@runtime_checkable
+class CheckedSide(ComparisonSide, Protocol):
+    """The side checked against the source of truth: its ``database`` names the comparison."""
+
+    @property
+    def database(self) -> str: ...
 
 
 def _as_rows(table: pa.Table) -> pa.Table:
@@ -127,52 +158,45 @@ class PostgresSide:
 
 
 class ClickHouseSide:
-    """One customer's label table, read through a clickhouse-connect client.
+    """One customer's label table as the comparison reads it, through a clickhouse-connect client.
+
+    The table itself (database, cluster, and so the table read: ``_d`` on a cluster) is ``table``, a
+    ``LabelTable``: ask it whether it ``exists``.
 
     :param client: clickhouse-connect client (``ClickHouseHook.get_client()`` or the embedded engine).
     :param database: the customer's database (validated identifier).
-    :param table: ``conversation_with_labels`` on a single node, ``conversation_with_labels_d`` on a cluster.
+    :param cluster: the deployment's cluster, or None on a single node.
     """
 
     name = "clickhouse"
 
-    def __init__(self, client: Any, database: str, table: str = "conversation_with_labels") -> None:
-        self.client = client
-        self.database = validate_identifier(database, "database")
-        self.table = validate_identifier(table, "table")
+    def __init__(self, client: Any, database: str, cluster: str | None = None) -> None:
+        self.table = LabelTable(client, database, cluster)
 
-    def _query(self, name: str, params: dict[str, Any]) -> list[tuple]:
-        text = sql.clickhouse(name, database=self.database, table=self.table)
-        return self.client.query(text, parameters=params).result_rows
-
-    def exists(self) -> bool:
-        return table_exists(self.client, self.database, self.table)
+    @property
+    def database(self) -> str:
+        return self.table.database
 
     def day_summaries(self, customer: str, days: DayRange) -> dict[dt.date, DaySummary]:
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
         return {
             day: DaySummary(rows=rows, distinct=distinct, duplicates=dups, checksum=int(checksum))
-            for day, rows, distinct, dups, checksum in self._query("day_summary", params)
+            for day, rows, distinct, dups, checksum in self.table.query("day_summary", params)
         }
 
     def rows_arrow(self, customer: str, days: DayRange) -> pa.Table:
         """Every row of ``days`` (duplicates included) with its labels (``ROW_SCHEMA``)."""
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
-        text = sql.clickhouse("rows", database=self.database, table=self.table)
-        return _as_rows(self.client.query_arrow(text, parameters=params))
+        return _as_rows(self.table.client.query_arrow(self.table.read_sql("rows"), parameters=params))
 
     def usecases(self, customer: str, days: DayRange) -> dict[str, int]:
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
-        return dict(self._query("usecase_distribution", params))
-
-    def row_count(self, customer: str, days: DayRange) -> int:
-        params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
-        return int(self._query("range_row_count", params)[0][0])
+        return dict(self.table.query("usecase_distribution", params))
 
     def labels(self, customer: str, conversation_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
         params = {"customer_id": validate_customer_id(customer), "conversation_ids": list(conversation_ids)}
         out: dict[str, list[dict[str, Any]]] = {}
-        for cid, agent, usecase, source, started, ended, labeled in self._query(
+        for cid, agent, usecase, source, started, ended, labeled in self.table.query(
             "conversation_labels", params
         ):
             out.setdefault(cid, []).append(

@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from label_backfill.compare.dialects import LABEL_COLUMNS, ClickHouseSide, DaySummary, PostgresSide
+from label_backfill.compare.dialects import LABEL_COLUMNS, CheckedSide, ComparisonSide, DaySummary
 from label_backfill.compare.report import Comparison, DayResult
 from label_backfill.naming import DayRange, contiguous_ranges
 
@@ -119,14 +119,18 @@ def both_sides(pg_call: Callable[..., Any], ch_call: Callable[..., Any], *args: 
 
 
 def compare(
-    postgres: PostgresSide,
-    clickhouse: ClickHouseSide,
+    postgres: ComparisonSide,
+    clickhouse: CheckedSide,
     customer: str,
     days: DayRange,
     *,
     sample_size: int = DEFAULT_SAMPLE_SIZE,
 ) -> Comparison:
-    """Compare one customer's days: per-day counts, drift kinds, a bounded sample and usecase distribution."""
+    """Compare one customer's days: per-day counts, drift kinds, a bounded sample and usecase distribution.
+
+    :param postgres: the source of truth.
+    :param clickhouse: the side checked against it; its ``database`` names the comparison.
+    """
     began = time.monotonic()
     pg_summary, ch_summary = both_sides(postgres.day_summaries, clickhouse.day_summaries, customer, days)
     results: dict[dt.date, DayResult] = {}
@@ -187,8 +191,8 @@ def compare(
 
 
 def _attach_samples(
-    postgres: PostgresSide,
-    clickhouse: ClickHouseSide,
+    postgres: ComparisonSide,
+    clickhouse: CheckedSide,
     customer: str,
     results: dict[dt.date, DayResult],
     samples: dict[dt.date, dict[str, list[str]]],

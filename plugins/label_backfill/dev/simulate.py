@@ -26,7 +26,7 @@ import pyarrow as pa
 from label_conversations.job import JobConfig, connect_postgres, run
 from pyarrow import csv as pa_csv
 
-from label_backfill.clickhouse import LabelTable
+from label_backfill.clickhouse import LabelTable, read_table_name
 from label_backfill.naming import DayRange, database_name, utc_midnight
 
 USECASES = ["reservations", "reservations-chat", "customer-care", "cargo", "central-baggage", "chat", "cco"]
@@ -219,7 +219,7 @@ def simulate(
     incident.seconds["create"] = time.monotonic() - t
 
     t = time.monotonic()
-    write_table = table or ("conversation_with_labels_d" if cluster else "conversation_with_labels")
+    write_table = table or read_table_name(cluster)
     for customer, _ in scale.customers:
         for day in scale.days.days:  # the cron, once a day, each run picking up from its watermark
             now = utc_midnight(day + dt.timedelta(days=1))
