@@ -28,7 +28,6 @@ from label_backfill.operators import (
     ClickHouseDeleteOperator,
     ClickHouseMutationSensor,
     LabelDayKubernetesOperator,
-    LabelDayLocalOperator,
 )
 from label_backfill.params import (
     BACKFILL_SAMPLE_SIZE,
@@ -51,6 +50,7 @@ def _report() -> backfill.Report:
 
 
 def _runner() -> tuple[type, dict]:
+    """The day runner the deployment asks for, and its deployment settings (the rest are its defaults)."""
     common = {
         "cluster": SETTINGS.clickhouse_cluster,
         "mutation_timeout": SETTINGS.mutation_timeout_seconds,
@@ -58,12 +58,10 @@ def _runner() -> tuple[type, dict]:
         "postgres_conn_id": lb_settings.POSTGRES_CONN_ID,
     }
     if SETTINGS.job_runner == "local":
-        return LabelDayLocalOperator, {
-            **common,
-            "write_table": SETTINGS.read_table,
-            "fail_days": sorted(SETTINGS.local_fail_days),
-            "fail_attempts": SETTINGS.local_fail_attempts,
-        }
+        # the embedded stack's runner, loaded only when asked for (a setting: no I/O at parse time)
+        from label_backfill.dev.local_runner import LabelDayLocalOperator
+
+        return LabelDayLocalOperator, {**common, "write_table": SETTINGS.read_table}
     return LabelDayKubernetesOperator, {
         **common,
         "cronjob_name": SETTINGS.cronjob,
@@ -71,11 +69,6 @@ def _runner() -> tuple[type, dict]:
         "namespace": SETTINGS.k8s_namespace,
         "kubernetes_conn_id": lb_settings.KUBERNETES_CONN_ID,
         "deferrable": SETTINGS.deferrable,
-        "ttl_seconds_after_finished": 3600,
-        "backoff_limit": 0,
-        # Unlike kubectl, no ownerReference: the CronJob's history limits would delete finished day Jobs
-        # (and their logs) before Airflow reads them; ttl_seconds_after_finished cleans up instead.
-        "cronjob_owner_reference": False,
         "job_poll_interval": SETTINGS.k8s_poll_seconds,
     }
 
@@ -174,9 +167,7 @@ def conversation_labels_backfill() -> None:
 
     @task
     def plan_days(plan_dict: dict) -> list[dict]:
-        ctx = get_current_context()
-        plan = backfill.BackfillPlan.from_dict(plan_dict)
-        return backfill.day_job_kwargs(plan, lb_settings.BACKFILL_DAG_ID, ctx["run_id"])
+        return backfill.day_job_kwargs(backfill.BackfillPlan.from_dict(plan_dict))
 
     @task(trigger_rule="all_done", retries=2, retry_delay=dt.timedelta(seconds=SETTINGS.retry_delay_seconds))
     def verify() -> dict:
@@ -225,6 +216,8 @@ def conversation_labels_backfill() -> None:
     days = operator.partial(
         task_id="label_day",
         map_index_template="{{ task.day }}",
+        # a hard cap fixed at parse time; the run's max_parallel_days is applied by the day's gate
+        # (DayRewriteOperator.wait_for_turn: Airflow has no per-run value for this)
         max_active_tis_per_dagrun=backfill.MAX_PARALLEL_DAYS_LIMIT,
         retries=SETTINGS.day_retries,
         **runner_kwargs,

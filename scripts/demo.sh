@@ -13,7 +13,7 @@ $PY -m label_backfill.dev.simulate --scale small --seed 7
 
 echo
 echo "== 2. Postgres vs ClickHouse before any repair"
-$PY -m label_backfill.compare --customer $CUSTOMER --start-date $START --end-date $END
+$PY -m label_backfill.dev.compare --customer $CUSTOMER --start-date $START --end-date $END
 
 echo
 echo "== 3. Backfill: airflow dags test conversation_labels_backfill (log: .local/demo-airflow.log)"

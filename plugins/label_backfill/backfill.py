@@ -256,35 +256,28 @@ def neighbour_days(plan: BackfillPlan, today: dt.date) -> tuple[list[dt.date], l
     return checked, [d for d in around if d not in checked]
 
 
-def day_job_kwargs(plan: BackfillPlan, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-    """One mapped task's kwargs per day: the job's three env vars, a Job name and labels, the guards."""
-    from label_backfill.kubernetes import job_name_for_day, label_value
+def day_job_env(customer: str, day: dt.date) -> dict[str, str]:
+    """The job's three env vars for one customer-day (range mode ``[day, day + 1)``), whatever runs the job."""
+    return {
+        ENV_RANGE_START: utc_midnight(day).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        ENV_RANGE_END: utc_midnight(day + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        ENV_CUSTOMER: customer,
+    }
 
-    out = []
-    for day in plan.days.days:
-        out.append(
-            {
-                "day": day.isoformat(),
-                "customer": plan.customer,
-                "database": plan.database,
-                "allow_empty_source": plan.allow_empty_source,
-                "max_parallel_days": plan.max_parallel_days,
-                "job_env": {
-                    ENV_RANGE_START: utc_midnight(day).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    ENV_RANGE_END: utc_midnight(day + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    ENV_CUSTOMER: plan.customer,
-                },
-                "job_name": job_name_for_day(plan.customer, day),
-                "job_labels": {
-                    "app.kubernetes.io/managed-by": "airflow",
-                    "label-backfill/dag-id": label_value(dag_id),
-                    "label-backfill/run-id": label_value(run_id),
-                    "label-backfill/customer": label_value(plan.customer),
-                    "label-backfill/day": day.isoformat(),
-                },
-            }
-        )
-    return out
+
+def day_job_kwargs(plan: BackfillPlan) -> list[dict[str, Any]]:
+    """One mapped ``label_day``'s kwargs per day: the day and what of the plan a day needs, nothing of a
+    runner (the runner derives its job's env, and on Kubernetes the Job's name and labels, from these)."""
+    return [
+        {
+            "day": day.isoformat(),
+            "customer": plan.customer,
+            "database": plan.database,
+            "allow_empty_source": plan.allow_empty_source,
+            "max_parallel_days": plan.max_parallel_days,
+        }
+        for day in plan.days.days
+    ]
 
 
 def snapshot(plan: BackfillPlan, postgres: PostgresSide, clickhouse: ClickHouseSide) -> Comparison:

@@ -39,14 +39,23 @@ def clickhouse_client(conn_id: str = CLICKHOUSE_CONN_ID) -> Any:
     return ClickHouseHook(clickhouse_conn_id=conn_id).get_client()
 
 
+def arrow_postgres(dsn: str) -> Any:
+    """An ADBC connection for Arrow reads (libpq conninfo or URI): rows arrive as Arrow, no Python object per
+    row. The one place that opens one; the comparison gets it as its ``arrow_connect``."""
+    import adbc_driver_postgresql.dbapi
+
+    return adbc_driver_postgresql.dbapi.connect(dsn)
+
+
 @contextmanager
 def postgres_side(conn_id: str = POSTGRES_CONN_ID) -> Iterator[Any]:
     """The comparison's Postgres side for a task: small queries through the provider's hook, drifted-day
-    row reads through ADBC with the same credentials (``postgres_dsn``, password included)."""
+    row reads through ADBC (``arrow_postgres``) with the same credentials (``postgres_dsn``, password
+    included)."""
     from label_backfill.compare import PostgresSide
 
     connection = postgres_connection(conn_id)
     try:
-        yield PostgresSide(connection, bulk_dsn=postgres_dsn(conn_id))
+        yield PostgresSide(connection, bulk_dsn=postgres_dsn(conn_id), arrow_connect=arrow_postgres)
     finally:
         connection.close()

@@ -2,15 +2,15 @@
 
 - ``ClickHouseDeleteOperator`` starts the range delete and returns the mutations it created.
 - ``ClickHouseMutationSensor`` waits for them on every replica (reschedule mode, or deferrable).
-- ``LabelDayLocalOperator`` / ``LabelDayKubernetesOperator`` rewrite one UTC day; both first wait for their
-  turn (``max_parallel_days``) and delete whatever an earlier attempt of the day left behind, so a retried
-  or cleared day ends exact.
+- ``DayRewriteOperator`` is the base of the day runners, which rewrite one UTC day: each first waits for
+  its turn (``max_parallel_days``) and deletes whatever an earlier attempt of the day left behind, so a
+  retried or cleared day ends exact. ``LabelDayKubernetesOperator`` runs the day as a Kubernetes Job; the
+  embedded stack's ``label_backfill.dev.local_runner.LabelDayLocalOperator`` runs the job in the worker.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import logging
 import time
@@ -20,17 +20,39 @@ from typing import Any
 from airflow.sdk import BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, TaskDeferred
 
+from label_backfill.backfill import day_job_env
 from label_backfill.clickhouse import LabelTable, MutationFailed, MutationState, check_mutations
-from label_backfill.hooks import clickhouse_client, postgres_dsn, postgres_side
-from label_backfill.kubernetes import CronJobJobOperator
+from label_backfill.hooks import clickhouse_client, postgres_side
+from label_backfill.k8s_job import day_labels, job_name_for_day
+from label_backfill.k8s_operator import CronJobJobOperator
 from label_backfill.naming import DayRange, parse_day
 from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID
 from label_backfill.triggers import ClickHouseMutationTrigger
 
 log = logging.getLogger(__name__)
 
-# A day counts against max_parallel_days while it works (running, or deferred waiting on its Job).
-WORKING_STATES = {"running", "deferred"}
+# Task states of a day that is done; in any other state (none, scheduled, queued, running, deferred,
+# up_for_reschedule, up_for_retry...) a day is at work or still to come, and keeps its place in line.
+FINISHED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+# a day in these states is about to start (or to be picked up): the one behind it looks again soon
+STARTING_STATES = frozenset({None, "none", "scheduled", "queued"})
+_RESCHEDULE_SOON_SECONDS, _RESCHEDULE_SECONDS, _RESCHEDULE_MAX_SECONDS = 1, 3, 30
+
+
+def days_ahead(states: dict[str, Any], task_id: str, map_index: int | None) -> dict[int, str | None]:
+    """The days before ``map_index`` that are not finished, with their states (a day not reported is not
+    finished).
+
+    :param states: the run's states of ``task_id``, ``{"<task_id>_<map_index>": state}`` as
+        ``get_task_states`` reports them.
+    """
+    ahead = {}
+    for i in range(max(map_index or 0, 0)):
+        state = states.get(f"{task_id}_{i}")
+        state = getattr(state, "value", state)
+        if state not in FINISHED_STATES:
+            ahead[i] = state
+    return ahead
 
 
 class ClickHouseDeleteOperator(BaseOperator):
@@ -186,12 +208,14 @@ class ClickHouseMutationSensor(BaseSensorOperator):
 
 
 class DayRewriteOperator(BaseOperator):
-    """Base of both day runners: steps run at the start of every attempt of a day (cooperative ``__init__``).
+    """Base of the day runners: steps run at the start of every attempt of a day (cooperative ``__init__``).
 
-    1. Wait for a turn: at most ``max_parallel_days`` days of the run work at once (a runtime param, so
-       not ``max_active_tis_per_dagrun``). A day passes only if fewer than that many *other* days are
-       running: two days checking at once see each other and both back off, so the bound is never
-       exceeded. A waiting day is rescheduled and holds no worker slot.
+    Its kwargs are runner-neutral: the day, and what of the plan a day needs (customer, database,
+    ``allow_empty_source``, ``max_parallel_days``); a runner derives everything else (the job's env, a
+    Job's name and labels) from them and the task's context.
+
+    1. Wait for a turn (:meth:`wait_for_turn`): at most ``max_parallel_days`` days of the run work at
+       once, earliest days first. A waiting day is rescheduled and holds no worker slot.
     2. Delete what an earlier attempt of this day left (none after the range delete), guarded like the
        preflight, and wait for that mutation, so the rewrite never doubles a row.
     """
@@ -217,18 +241,45 @@ class DayRewriteOperator(BaseOperator):
         self.mutation_timeout = float(mutation_timeout)
         self.clickhouse_conn_id, self.postgres_conn_id = clickhouse_conn_id, postgres_conn_id
 
+    def day_job_env(self) -> dict[str, str]:
+        """The job's three env vars for this customer-day (range mode), whatever runs the job."""
+        return day_job_env(self.customer, parse_day(self.day, "day"))
+
     def wait_for_turn(self, context: Any) -> None:
+        """Start only while fewer than ``max_parallel_days`` of the days before this one are unfinished.
+
+        Why not Airflow's own limit: ``max_parallel_days`` is a param of the run, and Airflow 3.3 has no
+        per-run knob for it. ``max_active_tis_per_dagrun`` is read by the scheduler from the serialized DAG
+        (a ``partial()`` argument fixed at parse time, typed int, not templated; a value passed through
+        ``expand`` only reaches the worker's operator), and pools are global, their slots changed through
+        the metadata database or the REST API, which task code cannot reach. So the DAG sets
+        ``max_active_tis_per_dagrun`` to the param's maximum and this gate applies the run's value.
+
+        The order is the map index (the scheduler's order too). Race-free, also when days check at the
+        same moment: the earliest unfinished day always passes, so they never all back off; and of the
+        days at work, the latest one in the order counted all the others when it checked (they are before
+        it and were unfinished then: a finished day stays finished), so never more than
+        ``max_parallel_days`` work. A day waiting for a retry keeps its place. One exception: a day
+        *cleared* while later days already work is unfinished again, comes back ahead of them and starts
+        beside them, so the run may exceed the limit by the cleared days until those finish.
+        """
         ti = context["ti"]
         states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id]).get(
             ti.run_id, {}
         )
-        me = f"{ti.task_id}_{ti.map_index}"
-        working = [key for key, state in states.items() if key != me and state in WORKING_STATES]
-        if len(working) >= self.max_parallel_days:
+        ahead = days_ahead(states, ti.task_id, ti.map_index)
+        if len(ahead) >= self.max_parallel_days:
             self.log.info(
-                "%s other day(s) running, max_parallel_days=%s: waiting", len(working), self.max_parallel_days
+                "%s earlier day(s) not finished, max_parallel_days=%s: waiting (map indexes %s)",
+                len(ahead),
+                self.max_parallel_days,
+                sorted(ahead),
             )
-            delay = 3 + (ti.map_index or 0) % 5  # spread retries of days that saw each other
+            if any(state in STARTING_STATES for state in ahead.values()):
+                delay = _RESCHEDULE_SOON_SECONDS  # a day ahead is only about to start: the line moves soon
+            else:  # the days ahead work: the further back in line, the longer until a turn can come
+                behind = len(ahead) - self.max_parallel_days
+                delay = min(_RESCHEDULE_SECONDS + behind, _RESCHEDULE_MAX_SECONDS)
             raise AirflowRescheduleException(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))
 
     def clear_day_before_write(self) -> None:
@@ -251,70 +302,6 @@ class DayRewriteOperator(BaseOperator):
             raise AirflowFailException(str(err)) from err
 
 
-class InjectedFault(RuntimeError):
-    """Raised by the local runner's documented fault injection (``LABEL_BACKFILL_LOCAL_FAIL_DAYS``)."""
-
-
-class _FailAfterFirstBlock:
-    """A ClickHouse client that writes one block, then fails: a job dying halfway through a day."""
-
-    def __init__(self, client: Any, day: str) -> None:
-        self._client, self._day, self._blocks = client, day, 0
-
-    def insert_arrow(self, *args: Any, **kwargs: Any) -> Any:
-        if self._blocks >= 1:
-            raise InjectedFault(f"injected failure for {self._day} after a partial write")
-        self._blocks += 1
-        return self._client.insert_arrow(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-
-class LabelDayLocalOperator(DayRewriteOperator):
-    """Rewrite one day with the reference job in the worker, through the job's own env-var contract.
-
-    :param job_env: the job's environment (range start/end and customer filter).
-    :param fail_days: days whose first ``fail_attempts`` attempts fail after a partial write (fault injection).
-    """
-
-    template_fields: Sequence[str] = ("day", "job_env")
-
-    def __init__(
-        self,
-        *,
-        job_env: dict[str, str],
-        job_name: str = "",
-        job_labels: dict[str, str] | None = None,
-        write_table: str = "conversation_with_labels",
-        fail_days: Sequence[str] = (),
-        fail_attempts: int = 3,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.job_env, self.write_table = dict(job_env), write_table
-        self.fail_days, self.fail_attempts = list(fail_days), fail_attempts
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        from label_conversations import JobConfig, connect_postgres, run
-
-        self.wait_for_turn(context)
-        self.clear_day_before_write()
-        config = dataclasses.replace(JobConfig.from_env(self.job_env), table=self.write_table)
-        client = clickhouse_client(self.clickhouse_conn_id)
-        try_number = context["ti"].try_number
-        if self.day in self.fail_days and try_number <= self.fail_attempts:
-            self.log.warning("fault injection: %s fails after a partial write (try %s)", self.day, try_number)
-            client, config = (
-                _FailAfterFirstBlock(client, self.day),
-                dataclasses.replace(config, slice_hours=1),
-            )
-        with connect_postgres(postgres_dsn(self.postgres_conn_id)) as pg:
-            result = run(config, pg, client)
-        self.log.info("%s: wrote %s rows (job run %s)", self.day, result.rows, result.run_id)
-        return {"day": self.day, "rows": result.rows}
-
-
 class LabelDayKubernetesOperator(DayRewriteOperator, CronJobJobOperator):
     """Rewrite one day as a Kubernetes Job created from the live CronJob's ``jobTemplate``.
 
@@ -324,12 +311,52 @@ class LabelDayKubernetesOperator(DayRewriteOperator, CronJobJobOperator):
     after the delete. If the earlier pods do not go away within ``replace_timeout``, the attempt fails
     naming them and ClickHouse is not touched. A deferred attempt resumes in ``execute_complete``, which
     only reads the Job's outcome and logs.
+
+    The Job's name (``label-<customer>-<day>``), labels (DAG, run, customer, day) and env (the job's three
+    variables) are derived from the customer, the day and the task's context when the attempt runs; they
+    are not arguments. The other arguments are :class:`CronJobJobOperator`'s, i.e. deployment settings
+    (CronJob, container, namespace, connection, ``deferrable``, ``job_poll_interval``).
+
+    :param ttl_seconds_after_finished: the Job is deleted this long after it finished (its logs were read
+        by then; the CronJob's history limits do not apply, it has no owner reference).
+    :param backoff_limit: 0: the job controller must never re-run a day's pod. A re-run would write the
+        day again without the delete before it (duplicates); Airflow's retry of the task deletes first.
     """
 
     template_fields: Sequence[str] = (*CronJobJobOperator.template_fields, "day")
+    _DERIVED = ("job_name", "job_env", "job_labels")
+
+    def __init__(
+        self,
+        *,
+        ttl_seconds_after_finished: int | None = 3600,
+        backoff_limit: int | None = 0,
+        **kwargs: Any,
+    ) -> None:
+        if given := [k for k in self._DERIVED if k in kwargs]:
+            raise ValueError(
+                f"{type(self).__name__} derives {', '.join(given)} from the customer, the day and the run"
+            )
+        super().__init__(
+            job_name="",  # set per attempt by _derive_job
+            ttl_seconds_after_finished=ttl_seconds_after_finished,
+            backoff_limit=backoff_limit,
+            **kwargs,
+        )
+
+    def _derive_job(self, context: Any) -> None:
+        day = parse_day(self.day, "day")
+        self.job_name = job_name_for_day(self.customer, day)
+        self.job_env = self.day_job_env()
+        self.job_labels = day_labels(context["ti"].dag_id, context["run_id"], self.customer, day)
+
+    def build_job_request_obj(self, context: Any = None) -> Any:
+        self._derive_job(context)
+        return super().build_job_request_obj(context)
 
     def execute(self, context: Any) -> Any:
         self.wait_for_turn(context)
+        self._derive_job(context)
         self.stop_earlier_job()
         self.clear_day_before_write()
         return self.run_job(context)

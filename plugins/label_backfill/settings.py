@@ -28,8 +28,6 @@ class Settings:
     report_dir: str
     drift_schedule: str
     deferrable: bool
-    local_fail_days: frozenset[str]
-    local_fail_attempts: int
     mutation_timeout_seconds: int
     day_retries: int
     retry_delay_seconds: int
@@ -56,7 +54,6 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     cluster = env.get("LABEL_BACKFILL_CLICKHOUSE_CLUSTER", "").strip() or None
     if cluster:
         validate_identifier(cluster, "LABEL_BACKFILL_CLICKHOUSE_CLUSTER")
-    fail_days = env.get("LABEL_BACKFILL_LOCAL_FAIL_DAYS", "")
     return Settings(
         job_runner=runner,
         clickhouse_cluster=cluster,
@@ -68,8 +65,6 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         report_dir=env.get("LABEL_BACKFILL_REPORT_DIR", "./reports").strip() or "./reports",
         drift_schedule=env.get("LABEL_BACKFILL_DRIFT_SCHEDULE", "0 4 * * *").strip() or "0 4 * * *",
         deferrable=_flag(env.get("LABEL_BACKFILL_DEFERRABLE", "false")),
-        local_fail_days=frozenset(d.strip() for d in fail_days.split(",") if d.strip()),
-        local_fail_attempts=int(env.get("LABEL_BACKFILL_LOCAL_FAIL_ATTEMPTS", "3")),
         mutation_timeout_seconds=int(env.get("LABEL_BACKFILL_MUTATION_TIMEOUT_SECONDS", "3600")),
         day_retries=int(env.get("LABEL_BACKFILL_DAY_RETRIES", "2")),
         retry_delay_seconds=int(env.get("LABEL_BACKFILL_RETRY_DELAY_SECONDS", "60")),

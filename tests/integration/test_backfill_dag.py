@@ -43,6 +43,10 @@ def test_backfill_repairs_the_incident_to_exact_equality(incident, pg, ch, airfl
 
     assert str(run.state) == "success", states
     assert states["label_day"] == ["success"] * 14
+    shown = {
+        ti.map_index: ti.rendered_map_index for ti in run.get_task_instances() if ti.task_id == "label_day"
+    }
+    assert shown[0] == "2026-02-01" and shown[13] == "2026-02-14"  # the grid names each day by its date
     after = compare_range(pg, ch, "2026-02-01", "2026-02-14")
     assert after.ok, after.render_text()
     assert after.total("ch_rows") == after.total("pg_eligible") == before.total("pg_eligible")

@@ -51,6 +51,8 @@ def test_days_run_as_jobs_from_the_cronjob_template(kube_runner, pg, ch, airflow
     )
 
     assert states["label_day"] == ["success", "success", "failed"]  # a failed Job fails its day
+    shown = sorted(ti.rendered_map_index for ti in run.get_task_instances() if ti.task_id == "label_day")
+    assert shown == ["2026-02-02", "2026-02-03", "2026-02-04"]  # the grid names each day by its date
     assert str(run.state) == "failed" and states["verify"] == ["failed"]
     jobs = {j["metadata"]["name"]: j for j in kube_runner.created_jobs}
     assert sorted(jobs) == [f"label-alaska-air-2026-02-0{d}" for d in (2, 3, 4)]

@@ -19,7 +19,7 @@ from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
 from airflow.sdk.bases.operator import ExecutorSafeguard
 from kubernetes.client import ApiClient
 from label_backfill.clickhouse import LabelTable
-from label_backfill.kubernetes import job_name_for_day, label_value
+from label_backfill.k8s_job import job_name_for_day, label_value
 from label_backfill.operators import LabelDayKubernetesOperator
 
 from tests.crafted import add_conversations, at, label_range, make_customer
@@ -77,15 +77,6 @@ def day_operator(database: str, **kwargs: Any) -> LabelDayKubernetesOperator:
         day=DAY.isoformat(),
         cronjob_name=CRONJOB_NAME,
         container_name=CONTAINER_NAME,
-        job_name=JOB_NAME,
-        job_env={
-            ENV_START: f"{DAY.isoformat()}T00:00:00Z",
-            ENV_END: f"{(DAY + dt.timedelta(days=1)).isoformat()}T00:00:00Z",
-            ENV_CUSTOMER: CUSTOMER,
-        },
-        job_labels={"label-backfill/customer": CUSTOMER, "label-backfill/run-id": label_value(RUN_ID)},
-        cronjob_owner_reference=False,
-        backoff_limit=0,
         job_poll_interval=0.1,
         pod_discovery_timeout=10,
         **kwargs,
@@ -292,6 +283,18 @@ def test_earlier_try_pod_is_gone_before_the_day_is_deleted(
     assert delete_done < new_created[0], "the new Job was created before the day's delete finished"
     assert slow_pods.deleted_jobs == [("default", JOB_NAME, "Foreground")]
     assert slow_pods.get_job(JOB_NAME)["metadata"]["uid"] != old_job["metadata"]["uid"]
+    # the operator derived the Job's env and labels from the customer, the day and the run
+    new_job = slow_pods.get_job(JOB_NAME)
+    assert {k: main_env(new_job)[k] for k in (ENV_START, ENV_END, ENV_CUSTOMER)} == {
+        ENV_START: "2026-03-10T00:00:00Z",
+        ENV_END: "2026-03-11T00:00:00Z",
+        ENV_CUSTOMER: CUSTOMER,
+    }
+    labels = new_job["metadata"]["labels"]
+    assert (
+        labels["label-backfill/run-id"] == label_value(RUN_ID)
+        and labels["label-backfill/day"] == "2026-03-10"
+    )
     # the day ends exact: every physical row equals the eligible Postgres rows, the reassignment included
     expected = postgres_day(pg, DAY)
     assert len(expected) == 40 and {r[0]: r[1] for r in expected}["o000"] == f"{CUSTOMER}-a1"

@@ -607,8 +607,8 @@ def test_airflow_dockerfile_installs_the_wheel_with_the_production_requirements(
         item.split("=", 1) for ins in instructions if ins.keyword == "ENV" for item in ins.args.split()
     )
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/project/dags"
-    # Not the project's plugins/: Airflow's loader would import plugins/label_backfill/kubernetes.py as the
-    # top-level module `kubernetes` and shadow the Kubernetes client (see the Dockerfile's comment).
+    # Not the project's plugins/: Airflow's loader would run plugins/label_backfill/compare/__main__.py as the
+    # process's __main__ and import the library's modules under bare names (see the Dockerfile's comment).
     assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == "/opt/airflow/plugins"
     # compose's live-edit bind mounts: the DAG files only, where the Dockerfile copied them (the library
     # is the installed wheel, which a mount of plugins/ would not change)

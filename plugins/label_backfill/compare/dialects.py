@@ -9,7 +9,7 @@ Fingerprint, row queries and ``ROW_SCHEMA`` all derive from one definition, ``sq
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from label_backfill import sql
 from label_backfill.clickhouse import LabelTable
+from label_backfill.hooks import arrow_postgres
 from label_backfill.naming import DayRange, validate_customer_id
 
 
@@ -86,14 +87,22 @@ class PostgresSide:
 
     name = "postgres"
 
-    def __init__(self, connection: Any, bulk_dsn: str | None = None) -> None:
+    def __init__(
+        self,
+        connection: Any,
+        bulk_dsn: str | None = None,
+        arrow_connect: Callable[[str], Any] | None = None,
+    ) -> None:
         """
         :param connection: a DB-API connection (``PostgresHook``) for the small queries.
         :param bulk_dsn: libpq conninfo for the row reads of drifted days, which go through ADBC (Arrow, no
             Python object per row); default: the connection's own conninfo (psycopg 3, no password).
+        :param arrow_connect: opens the ADBC connection for those reads from a conninfo; default
+            ``label_backfill.hooks.arrow_postgres``.
         """
         self.connection = connection
         self.bulk_dsn = bulk_dsn
+        self.arrow_connect = arrow_connect
 
     def _fetch(self, query: str, params: dict[str, Any]) -> list[tuple]:
         with self.connection.cursor() as cur:
@@ -119,11 +128,10 @@ class PostgresSide:
 
     def rows_arrow(self, customer: str, days: DayRange) -> pa.Table:
         """The eligible conversations of ``days`` with their labels (``ROW_SCHEMA``)."""
-        from label_conversations import connect_postgres
-
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
         text, values = sql.positional(sql.postgres("eligible_rows"), params)
-        with connect_postgres(self.bulk_dsn or self.connection.info.dsn) as bulk, bulk.cursor() as cur:
+        connect = self.arrow_connect or arrow_postgres
+        with connect(self.bulk_dsn or self.connection.info.dsn) as bulk, bulk.cursor() as cur:
             cur.execute(text, values)
             return _as_rows(cur.fetch_arrow_table())
 

@@ -1,18 +1,18 @@
-"""Run one day of label-conversations as a Kubernetes Job made from the live CronJob's jobTemplate.
+"""Run a Kubernetes Job made from the live CronJob's jobTemplate, as an Airflow operator.
 
-``kubectl create job --from=cronjob/NAME`` semantics (which the cncf-kubernetes provider lacks) as a
-pure function, :func:`job_from_cronjob`; a hook, :class:`CronJobJobHook`, that stops a Job for good
-(the Job and every pod of it gone); and an operator, :class:`CronJobJobOperator`, that stops the Job an
-earlier try left, reads the CronJob at run time and lets :class:`KubernetesJobOperator` create, watch
-(blocking or deferred), stream logs from and kill the Job.
+A hook, :class:`CronJobJobHook`, that stops a Job for good (the Job and every pod of it gone), and an
+operator, :class:`CronJobJobOperator`, that stops the Job an earlier try left, reads the CronJob at run time,
+builds the Job with :func:`label_backfill.k8s_job.job_from_cronjob` and lets :class:`KubernetesJobOperator`
+create, watch (blocking or deferred), stream logs from and kill it.
+
+Written against apache-airflow-providers-cncf-kubernetes 10.25.0. Every place that copies a provider
+internal or patches a provider gap says so with a ``# cncf-kubernetes 10.25.0:`` comment (what, and why):
+re-check those when the provider is upgraded.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import hashlib
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
@@ -27,204 +27,10 @@ from airflow.version import version as airflow_version
 from kubernetes.client import models as k8s
 from kubernetes.client.rest import ApiException
 
+from label_backfill.k8s_job import JOB_NAME_LABELS, job_from_cronjob
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-INSTANTIATE_ANNOTATION = "cronjob.kubernetes.io/instantiate"
-# the job controller puts both on every pod (the prefixed one since Kubernetes 1.27); unlike controller-uid,
-# they also find pods of an earlier Job of the same name whose uid is no longer known
-JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
-DNS_LABEL_MAX = 63
-LABEL_VALUE_MAX = 63
-_HASH_LEN = 8
-
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-_LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
-_DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-def _short_hash(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:_HASH_LEN]
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def is_dns_label(name: str) -> bool:
-    """Whether ``name`` is an RFC 1123 DNS label (what a Job name must be: its pods carry it as a label)."""
-    return len(name) <= DNS_LABEL_MAX and bool(_DNS_LABEL_RE.match(name))
-
-
-def job_name_for_day(customer: str, day: dt.date, prefix: str = "label") -> str:
-    """Return the Job name of one customer-day, e.g. ``label-alaska-air-2026-01-05``.
-
-    Deterministic and a valid DNS-1123 label. When the customer id had to be changed to fit (lowercased,
-    other characters turned into ``-``, or truncated to stay within 63 characters), a short hash of the
-    full ``(customer, day)`` is appended so that distinct customers never share a name.
-
-    :param customer: customer id.
-    :param day: UTC day (a ``datetime`` is reduced to its date).
-    :param prefix: leading part of the name.
-    """
-    if isinstance(day, dt.datetime):
-        day = day.date()
-    day_part = day.isoformat()
-    prefix_part = _slug(prefix)
-    customer_part = _slug(customer)
-    head = f"{prefix_part}-" if prefix_part else ""
-    name = f"{head}{customer_part}-{day_part}" if customer_part else f"{head}{day_part}"
-    if customer_part == customer and len(name) <= DNS_LABEL_MAX:
-        return name
-    digest = _short_hash(customer, day_part)
-    budget = DNS_LABEL_MAX - len(head) - len(day_part) - len(digest) - 2
-    if budget < 1:
-        raise ValueError(f"job name prefix {prefix!r} is too long to leave room for a customer and a day")
-    customer_part = customer_part[:budget].rstrip("-")
-    parts = [p for p in (prefix_part, customer_part, day_part, digest) if p]
-    return "-".join(parts)
-
-
-def label_value(s: str) -> str:
-    """Return ``s`` as a valid Kubernetes label value (<= 63 chars, ``[A-Za-z0-9_.-]``, alnum at both ends).
-
-    Valid values come back unchanged; others are cleaned up and get a short hash of the original, so
-    the mapping is deterministic and distinct inputs stay distinct, e.g.
-    ``manual__2026-01-05T00:00:00+00:00`` -> ``manual__2026-01-05T00-00-00-00-00-1b2c3d4e``.
-
-    :param s: any string (a run id, a customer id, a date...).
-    """
-    s = str(s)
-    if len(s) <= LABEL_VALUE_MAX and _LABEL_VALUE_RE.match(s):
-        return s
-    digest = _short_hash(s)
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", s).strip("-_.")
-    cleaned = cleaned[: LABEL_VALUE_MAX - _HASH_LEN - 1].rstrip("-_.")
-    return f"{cleaned}-{digest}" if cleaned else digest
-
-
-def _invalid_labels(labels: Mapping[str, str]) -> list[str]:
-    bad = []
-    for key, value in labels.items():
-        prefix, _, name = key.rpartition("/")
-        key_ok = (
-            bool(name)
-            and len(name) <= 63
-            and bool(_LABEL_NAME_RE.match(name))
-            and (not prefix or (len(prefix) <= 253 and bool(_DNS_SUBDOMAIN_RE.match(prefix))))
-        )
-        value_ok = (
-            isinstance(value, str) and len(value) <= LABEL_VALUE_MAX and bool(_LABEL_VALUE_RE.match(value))
-        )
-        if not (key_ok and value_ok):
-            bad.append(f"{key}={value!r}")
-    return bad
-
-
-def _set_env(container: k8s.V1Container, env: Mapping[str, str]) -> None:
-    existing = list(container.env or [])
-    for name, value in env.items():
-        new_var = k8s.V1EnvVar(name=name, value=value)
-        positions = [i for i, var in enumerate(existing) if var.name == name]
-        if positions:
-            # replaces value_from too: the day's value must win over a secret/configmap reference
-            for i in positions:
-                existing[i] = new_var
-        else:
-            existing.append(new_var)
-    container.env = existing
-
-
-def job_from_cronjob(
-    cronjob: k8s.V1CronJob,
-    *,
-    name: str,
-    container_name: str,
-    env: Mapping[str, str],
-    labels: Mapping[str, str],
-    ttl_seconds_after_finished: int | None,
-    backoff_limit: int | None,
-    owner_reference: bool = True,
-) -> k8s.V1Job:
-    """Build the Job that ``kubectl create job NAME --from=cronjob/CRONJOB`` would create, plus our changes.
-
-    As kubectl does: the Job gets ``name``, the CronJob's namespace, the labels and annotations of
-    ``spec.jobTemplate.metadata`` plus annotation ``cronjob.kubernetes.io/instantiate: manual`` (a
-    template annotation of the same key wins), a controller owner reference to the CronJob (without
-    ``blockOwnerDeletion``) and a deep copy of ``spec.jobTemplate.spec``. Then: ``labels`` are merged
-    into the Job's and the pod template's labels, ``env`` is set on the container named
-    ``container_name`` (same-name variables are replaced, others kept, new ones appended), and
-    ``ttl_seconds_after_finished`` / ``backoff_limit`` override the template when not None.
-    ``cronjob`` is not modified.
-
-    :param cronjob: the CronJob as read from the API (``BatchV1Api.read_namespaced_cron_job``).
-    :param name: Job name (a DNS-1123 label, see :func:`job_name_for_day`).
-    :param container_name: container that receives ``env``; never guessed from position.
-    :param env: environment variables to set on that container.
-    :param labels: labels for the Job and its pods (values must be valid, see :func:`label_value`).
-    :param ttl_seconds_after_finished: ``spec.ttlSecondsAfterFinished`` override, or None to keep.
-    :param backoff_limit: ``spec.backoffLimit`` override, or None to keep.
-    :param owner_reference: add the owner reference to the CronJob as kubectl does. Such Jobs count
-        against the CronJob's ``successfulJobsHistoryLimit``/``failedJobsHistoryLimit`` and the
-        CronJob controller deletes the oldest finished ones beyond them.
-    :raises ValueError: if the CronJob has no job template, no container named ``container_name``
-        (the message lists the containers), or ``name``/``labels``/``env`` are not valid.
-    """
-    cj_meta = cronjob.metadata or k8s.V1ObjectMeta()
-    cj_ref = f"CronJob {cj_meta.namespace}/{cj_meta.name}"
-    if not is_dns_label(name):
-        raise ValueError(f"Job name {name!r} is not a DNS-1123 label (lowercase alnum and '-', <= 63 chars)")
-    if bad := _invalid_labels(labels):
-        raise ValueError(f"invalid Kubernetes labels: {', '.join(bad)}")
-    if bad_env := [f"{k}={v!r}" for k, v in env.items() if not isinstance(k, str) or not isinstance(v, str)]:
-        raise ValueError(f"env names and values must be strings: {', '.join(bad_env)}")
-    job_template = cronjob.spec.job_template if cronjob.spec else None
-    pod_template = job_template.spec.template if job_template and job_template.spec else None
-    if pod_template is None or pod_template.spec is None:
-        raise ValueError(f"{cj_ref} has no spec.jobTemplate.spec.template.spec")
-
-    template_meta = job_template.metadata or k8s.V1ObjectMeta()
-    annotations = {INSTANTIATE_ANNOTATION: "manual", **(template_meta.annotations or {})}
-    owner_references = None
-    if owner_reference:
-        if not cj_meta.uid:
-            raise ValueError(f"{cj_ref} has no metadata.uid; pass the CronJob as read from the API")
-        owner_references = [
-            k8s.V1OwnerReference(
-                api_version="batch/v1", kind="CronJob", name=cj_meta.name, uid=cj_meta.uid, controller=True
-            )
-        ]
-
-    spec: k8s.V1JobSpec = copy.deepcopy(job_template.spec)
-    containers = spec.template.spec.containers or []
-    target = next((c for c in containers if c.name == container_name), None)
-    if target is None:
-        available = ", ".join(repr(c.name) for c in containers) or "none"
-        raise ValueError(
-            f"{cj_ref} has no container named {container_name!r}; available containers: {available}"
-        )
-    _set_env(target, env)
-
-    pod_meta = spec.template.metadata = spec.template.metadata or k8s.V1ObjectMeta()
-    pod_meta.labels = {**(pod_meta.labels or {}), **labels}
-    if ttl_seconds_after_finished is not None:
-        spec.ttl_seconds_after_finished = ttl_seconds_after_finished
-    if backoff_limit is not None:
-        spec.backoff_limit = backoff_limit
-
-    return k8s.V1Job(
-        api_version="batch/v1",
-        kind="Job",
-        metadata=k8s.V1ObjectMeta(
-            name=name,
-            namespace=cj_meta.namespace,
-            labels={**(template_meta.labels or {}), **labels} or None,
-            annotations=annotations,
-            owner_references=owner_references,
-        ),
-        spec=spec,
-    )
 
 
 class JobNotStopped(AirflowException):
@@ -235,6 +41,9 @@ def _since(moment: dt.datetime | None) -> str:
     return f"deleting since {moment.isoformat()}" if moment else "not being deleted"
 
 
+# cncf-kubernetes 10.25.0: KubernetesHook can delete a Job (KubernetesDeleteJobOperator) but never waits for
+# its pods, which outlive it; this subclass adds the stop that waits for both. Its API calls use the
+# provider's generic_api_retry (an internal helper) to retry transient API errors as the hook's own do.
 class CronJobJobHook(KubernetesHook):
     """:class:`KubernetesHook` plus what :class:`CronJobJobOperator` needs: stopping a Job for good.
 
@@ -371,11 +180,11 @@ class CronJobJobOperator(KubernetesJobOperator):
     :param cronjob_name: CronJob to copy, in ``namespace`` (else the connection's, else ``default``).
         (templated)
     :param container_name: container that gets ``job_env`` and whose logs are streamed. (templated)
-    :param job_name: name of the Job, a DNS-1123 label, see :func:`job_name_for_day`. (templated)
+    :param job_name: name of the Job, a DNS-1123 label, see :func:`~label_backfill.k8s_job.job_name_for_day`.
+        (templated)
     :param job_env: environment variables to set on ``container_name``. (templated)
-    :param job_labels: labels for the Job and its pods, see :func:`label_value`. (templated)
-    :param cronjob_owner_reference: give the Job a controller reference to the CronJob as kubectl
-        does (see :func:`job_from_cronjob` for the history-limit consequence).
+    :param job_labels: labels for the Job and its pods, see :func:`~label_backfill.k8s_job.label_value`.
+        (templated)
     :param replace_timeout: seconds to wait for a same-name Job of an earlier try and all its pods
         to disappear; then the task fails without creating a Job.
     :param pod_discovery_timeout: seconds to wait for the job controller to create the Job's pod.
@@ -422,7 +231,6 @@ class CronJobJobOperator(KubernetesJobOperator):
         job_labels: dict[str, str] | None = None,
         wait_until_job_complete: bool = True,
         get_logs: bool = True,
-        cronjob_owner_reference: bool = True,
         replace_timeout: float = 300.0,
         pod_discovery_timeout: float = 120.0,
         **kwargs: Any,
@@ -434,7 +242,9 @@ class CronJobJobOperator(KubernetesJobOperator):
             )
         if kwargs.get("base_container_name") not in (None, container_name):
             raise ValueError("base_container_name must be container_name (or left out)")
-        # set here too, not only at run time: execute_complete runs on a fresh instance after deferral
+        # cncf-kubernetes 10.25.0: logs, the trigger and cleanup follow base_container_name (default "base",
+        # a name the CronJob's pod need not have); set here, not only when the Job is built, because
+        # execute_complete runs on a fresh instance after a deferral
         kwargs["base_container_name"] = container_name
         super().__init__(wait_until_job_complete=wait_until_job_complete, get_logs=get_logs, **kwargs)
         self.cronjob_name = cronjob_name
@@ -442,10 +252,11 @@ class CronJobJobOperator(KubernetesJobOperator):
         self.job_name = job_name
         self.job_env = job_env or {}
         self.job_labels = job_labels or {}
-        self.cronjob_owner_reference = cronjob_owner_reference
         self.replace_timeout = replace_timeout
         self.pod_discovery_timeout = pod_discovery_timeout
 
+    # cncf-kubernetes 10.25.0: overrides the provider's ``hook`` property (same constructor arguments) so
+    # the operator's own calls get the Job-stopping methods of the subclass
     @cached_property
     def hook(self) -> CronJobJobHook:
         return CronJobJobHook(
@@ -456,6 +267,9 @@ class CronJobJobOperator(KubernetesJobOperator):
         )
 
     def _job_namespace(self) -> str:
+        # cncf-kubernetes 10.25.0: the same fallback as KubernetesJobOperator.build_job_request_obj (copied:
+        # the provider resolves it inline there, and the earlier try's Job must be looked for in the same
+        # namespace before any Job is built)
         return self.namespace or self.hook.get_namespace() or self._incluster_namespace or "default"
 
     def stop_earlier_job(self) -> None:
@@ -480,11 +294,14 @@ class CronJobJobOperator(KubernetesJobOperator):
             labels={**self.labels, **self.job_labels},
             ttl_seconds_after_finished=self.ttl_seconds_after_finished,
             backoff_limit=self.backoff_limit,
-            owner_reference=self.cronjob_owner_reference,
         )
         job.metadata.namespace = namespace
         template = job.spec.template
-        # get_pods() finds the Job's pods by the task-instance labels, as for any KubernetesJobOperator
+        # cncf-kubernetes 10.25.0: what KubernetesPodOperator.build_pod_request_obj does to every pod, copied
+        # because the pod comes from the CronJob, not from build_pod_request_obj: the task-instance labels
+        # of the internal _get_ti_pod_labels (get_pods() and the cleanup find the Job's pods by them), the
+        # airflow_version label, the cluster policy pod_mutation_hook, and pod_request_obj/parallelism,
+        # which the provider's execute and get_pods read
         template.metadata.labels.update(
             {
                 **self._get_ti_pod_labels(context),
@@ -526,6 +343,9 @@ class CronJobJobOperator(KubernetesJobOperator):
 
     def get_pods(self, pod_request_obj: k8s.V1Pod, context: Context, *, exclude_checked: bool = True):
         """Wait (bounded) for the job controller to create the pod; the provider only retries at once."""
+        # cncf-kubernetes 10.25.0: KubernetesJobOperator.get_pods lists pods discover_pods_retry_number
+        # times back to back and raises when the job controller has not created the pod yet (it does so
+        # a moment after the Job); retried here until pod_discovery_timeout
         deadline = time.monotonic() + self.pod_discovery_timeout
         while True:
             try:
@@ -557,6 +377,8 @@ class CronJobJobOperator(KubernetesJobOperator):
 
         Creation fails (409) if a Job of the same name exists: call :meth:`stop_earlier_job` first.
         """
+        # cncf-kubernetes 10.25.0: a failed Job fails the task with only "is failed with error <reason>";
+        # re-raised with the condition's reason and message, the CronJob and a kubectl hint
         try:
             return super().execute(context)
         except AirflowException as err:
@@ -566,7 +388,9 @@ class CronJobJobOperator(KubernetesJobOperator):
 
     def execute_complete(self, context: Context, event: dict, **kwargs: Any) -> Any:
         if event.get("status") == "error":
-            # the provider raises before it fetches logs; a failed day needs them most
+            # cncf-kubernetes 10.25.0: KubernetesJobOperator.execute_complete raises on an error event
+            # before it writes the pods' logs (a failed day needs them most), so they are written here
+            # first, with the provider's internal _write_logs; and the error message gets the Job's reason
             if self.get_logs:
                 self._write_event_pod_logs(event)
             if isinstance(event.get("job"), dict):
