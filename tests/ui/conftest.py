@@ -114,14 +114,24 @@ class AirflowUnderTest:
         req = urllib.request.Request(
             f"{self.url}/auth/token", data=body, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=API_TIMEOUT) as resp:
             return json.load(resp)["access_token"]
 
     def api(self, token: str, path: str) -> dict:
-        """GET /api/v2<path> (path segments already quoted)."""
+        """GET /api/v2<path> (path segments already quoted); a slow answer on a loaded machine is waited for,
+        a timed-out one asked again, within one generous bound."""
         req = urllib.request.Request(f"{self.url}/api/v2{path}", headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.load(resp)
+        deadline = time.monotonic() + API_TIMEOUT
+        while True:
+            try:
+                with urllib.request.urlopen(req, timeout=API_TIMEOUT) as resp:
+                    return json.load(resp)
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+
+
+API_TIMEOUT = 90  # seconds: the same bound as the browser waits (a 2-core machine under load is slow)
 
 
 def _clean_env(root: Path, port: int) -> dict[str, str]:
