@@ -14,6 +14,7 @@ vacuously.
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.resources
 import ipaddress
 import json
@@ -33,6 +34,9 @@ import kubernetes_validate
 import pytest
 import yaml
 from label_backfill import settings as label_settings
+from label_backfill import sql as label_sql
+from label_backfill.dev.simulate import SCALES
+from label_backfill.naming import database_name
 from label_conversations import job as label_job
 
 pytestmark = pytest.mark.unit
@@ -942,7 +946,10 @@ class ClickHouseSetup:
     keeper_port: int
     keeper_raft_hosts: list[str]
     macros: dict[str, dict[str, str]] = field(default_factory=dict)  # compose service -> macros it mounts
-    users: dict[str, str] = field(default_factory=dict)  # user -> password
+    users: dict[str, str] = field(default_factory=dict)  # user -> password_sha256_hex
+    plaintext: dict[str, str] = field(default_factory=dict)  # user -> <password> (must be none)
+    networks: dict[str, list[str]] = field(default_factory=dict)  # user -> <networks><ip>
+    grants: dict[str, list[str] | None] = field(default_factory=dict)  # user -> <grants><query>, None: absent
 
 
 def _xml(path: Path) -> ET.Element:
@@ -980,7 +987,17 @@ def load_clickhouse_setup(data: dict[str, Any]) -> ClickHouseSetup:
                 setup.macros[name] = {m.tag: (m.text or "").strip() for m in root.find("macros")}
             if target.startswith("/etc/clickhouse-server/users.d/"):
                 for user in root.find("users") or []:
-                    setup.users[user.tag] = user.findtext("password") or ""
+                    setup.users[user.tag] = user.findtext("password_sha256_hex") or ""
+                    if user.find("password") is not None:
+                        setup.plaintext[user.tag] = user.findtext("password") or ""
+                    setup.networks[user.tag] = [(ip.text or "").strip() for ip in user.findall("networks/ip")]
+                    setup.networks[user.tag] += [f"host {h.text}" for h in user.findall("networks/host")]
+                    grants = user.find("grants")
+                    setup.grants[user.tag] = (
+                        None
+                        if grants is None
+                        else [" ".join((q.text or "").split()) for q in grants.findall("query")]
+                    )
     return setup
 
 
@@ -1063,7 +1080,7 @@ def credential_problems(
         if parts.hostname not in services_with_image(data, CLICKHOUSE_SERVER_IMAGE) or parts.port != 8123:
             problems.append(f"{where}: ClickHouse DSN does not point at a server's HTTP port: {parts.netloc}")
     for where, (user, password) in clickhouse_users.items():
-        if setup.users.get(user) != password:
+        if setup.users.get(user) != hashlib.sha256((password or "").encode()).hexdigest():
             problems.append(f"{where}: ClickHouse user {user!r} with that password is not in users.d")
     init = data["configs"]["postgres-init"]["content"]
     roles = dict(re.findall(r"CREATE ROLE (\w+) LOGIN PASSWORD '([^']*)'", init))
@@ -1084,6 +1101,100 @@ def credential_problems(
         if database not in databases:
             problems.append(f"{where}: Postgres database {database!r} is not created by postgres-init")
     return problems
+
+
+def _privileges(grants: list[str]) -> set[tuple[str, str]]:
+    """``GRANT A, B ON x [TO u]`` as {(A, x), (B, x)}."""
+    found = set()
+    for grant in grants:
+        names, target = grant.removeprefix("GRANT ").rsplit(" TO ", 1)[0].rsplit(" ON ", 1)
+        found |= {(name.strip(), target) for name in names.split(",")}
+    return found
+
+
+def clickhouse_user_problems(setup: ClickHouseSetup, data: dict[str, Any]) -> list[str]:
+    """The compose ClickHouse users: hashed passwords, the compose network only, explicit grants; the DAGs'
+    user holds exactly the package's grants (``label_backfill.sql.clickhouse_grants``, cluster mode, no
+    local runner) in every database the seed creates."""
+    problems = []
+    subnets = [
+        ipaddress.ip_network(pool["subnet"])
+        for pool in (data.get("networks") or {}).get("stack", {}).get("ipam", {}).get("config", [])
+    ]
+    for user in setup.users:
+        if user in setup.plaintext:
+            problems.append(f"ClickHouse user {user}: plaintext <password>; use <password_sha256_hex>")
+        if not setup.users[user]:
+            problems.append(f"ClickHouse user {user}: no <password_sha256_hex>")
+        if not setup.networks.get(user):
+            problems.append(f"ClickHouse user {user}: no <networks> (any address)")
+        for network in setup.networks.get(user, []):
+            try:
+                net = ipaddress.ip_network(network)
+            except ValueError:
+                problems.append(f"ClickHouse user {user}: network {network!r} is not an address range")
+                continue
+            if not any(net.version == s.version and net.subnet_of(s) for s in subnets):
+                problems.append(f"ClickHouse user {user}: network {network} is outside the compose subnet")
+        if setup.grants.get(user) is None:
+            problems.append(
+                f"ClickHouse user {user}: no <grants> (a users.xml user without them has every privilege)"
+            )
+    conn = json.loads(airflow_env(data)["AIRFLOW_CONN_CLICKHOUSE_CONVERSATIONS"])
+    dag_user = conn.get("login")
+    seed_env = {k: str(v) for k, v in data["services"]["seed"]["environment"].items()}
+    databases = [
+        database_name(customer, region) for customer, region in SCALES[seed_env["SEED_SCALE"]].customers
+    ]
+    settings = label_settings.load(airflow_env(data))
+    expected = _privileges(
+        [
+            g
+            for db in databases
+            for g in label_sql.clickhouse_grants(
+                db,
+                dag_user,
+                cluster=bool(settings.clickhouse_cluster),
+                local_runner=settings.job_runner == "local",
+            )
+        ]
+    )
+    shipped = _privileges(setup.grants.get(dag_user) or [])
+    for privilege, target in sorted(expected - shipped):
+        problems.append(f"ClickHouse user {dag_user} (the DAGs) lacks {privilege} ON {target}")
+    for privilege, target in sorted(shipped - expected):
+        problems.append(
+            f"ClickHouse user {dag_user} (the DAGs) has {privilege} ON {target}, which the package never needs"
+        )
+    return problems
+
+
+def test_clickhouse_users_have_hashed_passwords_the_compose_network_and_exactly_the_grants():
+    data = compose()
+    assert clickhouse_user_problems(load_clickhouse_setup(data), data) == []
+
+
+CLICKHOUSE_USER_BREAKAGES = [
+    (lambda s, d: s.networks["label_backfill"].append("::/0"), "network ::/0 is outside the compose subnet"),
+    (lambda s, d: s.networks["label_conversations"].clear(), "no <networks>"),
+    (lambda s, d: s.plaintext.update(label_backfill="label_backfill_dev"), "plaintext <password>"),
+    (lambda s, d: s.grants.update(label_conversations=None), "no <grants>"),
+    (lambda s, d: s.grants["label_backfill"].append("GRANT INSERT ON alaska_air_us_east_1.conversation_with_labels"),
+     "has INSERT ON alaska_air_us_east_1.conversation_with_labels"),
+    (lambda s, d: s.grants["label_backfill"].remove("GRANT REMOTE ON *.*"), "lacks REMOTE ON *.*"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "mutate, expected", CLICKHOUSE_USER_BREAKAGES, ids=[case[-1] for case in CLICKHOUSE_USER_BREAKAGES]
+)
+def test_clickhouse_user_checks_catch_breakage(mutate, expected):
+    data = compose()
+    setup = load_clickhouse_setup(data)
+    assert clickhouse_user_problems(setup, data) == []
+    mutate(setup, data)
+    problems = clickhouse_user_problems(setup, data)
+    assert any(expected in p for p in problems), problems
 
 
 def test_clickhouse_cluster_macros_and_keeper_match_the_compose_services():
