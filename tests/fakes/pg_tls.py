@@ -19,7 +19,6 @@ import shutil
 import socket
 import ssl
 import struct
-import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -47,22 +46,70 @@ class Certificates:
 
 
 def make_certificates(folder: Path) -> Certificates:
-    """A test CA and a server certificate it signs for ``localhost`` and ``127.0.0.1`` (openssl CLI)."""
+    """A test CA and a server certificate it signs for ``localhost`` and ``127.0.0.1``, plus an unrelated CA
+    (``cryptography``, which Airflow depends on: no openssl binary needed)."""
+    import datetime as dt
+    import ipaddress
 
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
 
-    for name in ("ca", "other-ca"):
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-                "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN=label-backfill test {name}")  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-            "-subj", "/CN=localhost")  # fmt: skip
-    (folder / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "server.crt", "-days", "2", "-extfile", "san.ext")  # fmt: skip
-    return Certificates(
-        folder / "ca.crt", folder / "server.crt", folder / "server.key", folder / "other-ca.crt"
+    now = dt.datetime.now(dt.UTC)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def certificate(subject: str, key, issuer: str, issuer_key, *, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name(issuer))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            alt = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        else:
+            builder = builder.add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                    encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )  # fmt: skip
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def write(path: Path, cert: x509.Certificate) -> Path:
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return path
+
+    ca_key, other_key, server_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca = write(
+        folder / "ca.crt",
+        certificate("label-backfill test CA", ca_key, "label-backfill test CA", ca_key, ca=True),
     )
+    other = write(
+        folder / "other-ca.crt", certificate("another CA", other_key, "another CA", other_key, ca=True)
+    )
+    server = write(
+        folder / "server.crt",
+        certificate("localhost", server_key, "label-backfill test CA", ca_key, ca=False),
+    )
+    key = folder / "server.key"
+    key.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    os.chmod(key, 0o600)
+    return Certificates(ca, server, key, other)
 
 
 @dataclass(frozen=True)
