@@ -214,3 +214,32 @@ def test_the_engine_parses_every_shipped_grant_cluster_ones_included(ch):
     for statement in shipped:
         formatted = ch.query("SELECT formatQuery({q:String})", parameters={"q": statement}).result_rows[0][0]
         assert formatted == statement, (formatted, statement)
+
+
+def test_a_stack_made_before_the_reader_gets_it_at_its_next_start(tmp_path):
+    """A developer's .local from an earlier version: peer map for postgres only, no reader role."""
+    import psycopg
+    from label_backfill.dev.stack import POSTGRES_ROLE, READER_ROLE, Stack
+
+    stack = Stack(tmp_path / ".local")
+    try:
+        conninfo = stack.start_postgres()
+        ident = stack.pgdata / "pg_ident.conf"
+        ident.write_text(
+            "".join(line for line in ident.read_text().splitlines(True) if READER_ROLE not in line)
+        )
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("SELECT pg_reload_conf()")
+            conn.execute(f"DROP OWNED BY {READER_ROLE}")
+            conn.execute(f"DROP ROLE {READER_ROLE}")
+        reader = conninfo.replace(f"user={POSTGRES_ROLE}", f"user={READER_ROLE}")
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(reader).close()
+
+        assert stack.start_postgres() == conninfo  # the server is running: map rewritten and reloaded
+        with psycopg.connect(reader) as conn:
+            assert conn.execute("SELECT current_user, count(*) FROM profiles").fetchone() == (READER_ROLE, 0)
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                conn.execute("INSERT INTO profiles VALUES ('x', 'y')")
+    finally:
+        stack.remove_postgres()

@@ -303,9 +303,9 @@ class Stack:
                     tail = log.read_text()[-3000:] if log.exists() else ""
                     raise RuntimeError(f"pg_ctl start failed:\n{result.stdout}\n{result.stderr}\n{tail}")
         admin = f"host={socket_dir} user={POSTGRES_ROLE} dbname=postgres"
+        if reload:
+            _reload(admin)
         with psycopg.connect(admin, autocommit=True) as conn:
-            if reload:
-                conn.execute("SELECT pg_reload_conf()")
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (POSTGRES_DB,)).fetchone():
                 conn.execute(f"CREATE DATABASE {POSTGRES_DB}")
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,)).fetchone():
@@ -374,6 +374,24 @@ class Stack:
             "LABEL_BACKFILL_JOB_RUNNER": "local",
             "LABEL_BACKFILL_CLICKHOUSE_CLUSTER": "",
         }
+
+
+def _reload(admin: str, timeout: float = 10.0) -> None:
+    """Reload the server's configuration and return once new sessions see it (pg_reload_conf only signals)."""
+    import time
+
+    import psycopg
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        before = conn.execute("SELECT pg_conf_load_time()").fetchone()[0]
+        conn.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with psycopg.connect(admin, autocommit=True) as conn:  # a new session: the postmaster's load time
+            if conn.execute("SELECT pg_conf_load_time()").fetchone()[0] > before:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"the server did not reload its configuration within {timeout:.0f} s")
 
 
 def default_stack() -> Stack:
