@@ -8,6 +8,10 @@ from typing import Any
 
 from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID
 
+# psycopg's own keyword arguments (Python objects, not libpq parameters): the hook may pass them
+# (``row_factory`` from the extra ``cursor``); no other client understands them.
+_PSYCOPG_ONLY = frozenset({"autocommit", "prepare_threshold", "context", "row_factory", "cursor_factory"})
+
 
 def postgres_connection(conn_id: str = POSTGRES_CONN_ID) -> Any:
     """A DB-API connection to the conversations database (psycopg 3 through ``PostgresHook``)."""
@@ -16,27 +20,102 @@ def postgres_connection(conn_id: str = POSTGRES_CONN_ID) -> Any:
     return PostgresHook(postgres_conn_id=conn_id).get_conn()
 
 
-def postgres_dsn(conn_id: str = POSTGRES_CONN_ID) -> str:
-    """A libpq conninfo string for the connection (for clients other than the hook's, e.g. ADBC)."""
+def postgres_connect_kwargs(conn_id: str = POSTGRES_CONN_ID) -> dict[str, Any]:
+    """The libpq parameters ``PostgresHook.get_conn()`` connects with, without connecting.
+
+    The hook builds them itself: host, port, user, password, dbname, then every key of the connection's
+    extra except its own options (``cursor``, ``iam``, ``sqlalchemy_*`` ...): ``sslmode``, ``sslrootcert``,
+    ``sslcert``, ``sslkey``, ``options``, ``target_session_attrs``, ``application_name``, ``keepalives*``,
+    ``connect_timeout`` ... (and with ``iam`` its token as the password). They are captured at the one
+    place the hook hands them to psycopg, so every other client (ADBC: ``postgres_dsn``) gets exactly what
+    the hook's own connection gets. Unset values (None) are left out, as psycopg leaves them out.
+    """
     from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    captured: dict[str, Any] = {}
+
+    # apache-airflow-providers-postgres 7.1.1: get_conn() builds the arguments and hands them to the internal
+    # _create_connection(conn_args); this override keeps them instead of connecting. tests/unit/
+    # test_transport_security.py checks they equal what psycopg receives from the real get_conn().
+    class _Capture(PostgresHook):
+        def _create_connection(self, conn_args: dict[str, Any]) -> Any:
+            captured.update(conn_args)
+            return None
+
+    _Capture(postgres_conn_id=conn_id).get_conn()
+    return {key: value for key, value in captured.items() if key not in _PSYCOPG_ONLY and value is not None}
+
+
+def postgres_dsn(conn_id: str = POSTGRES_CONN_ID) -> str:
+    """A libpq conninfo string with every parameter of ``postgres_connect_kwargs`` (password included: pass
+    it to a client, never log it), for clients other than the hook's (ADBC, the local runner's job)."""
     from psycopg.conninfo import make_conninfo
 
-    conn = PostgresHook(postgres_conn_id=conn_id).get_connection(conn_id)
-    fields = {
-        "host": conn.host,
-        "port": conn.port,
-        "user": conn.login,
-        "password": conn.password,
-        "dbname": conn.schema,
-    }
-    return make_conninfo(**{k: v for k, v in fields.items() if v not in (None, "")})
+    return make_conninfo(**postgres_connect_kwargs(conn_id))
+
+
+# What the clickhousedb provider (1.0.1) sets itself and drops from the extra's ``client_kwargs`` (logged at
+# DEBUG only): ``{"client_kwargs": {"secure": true}}`` connects in plain HTTP. TLS is the extra's own
+# top-level ``secure`` / ``verify``; a CA bundle (``ca_cert``) or client certificate (``client_cert``,
+# ``client_cert_key``) does go in ``client_kwargs``.
+_CLICKHOUSE_HOOK_MANAGED = {
+    "secure": "the extra's own 'secure' field",
+    "verify": "the extra's own 'verify' field",
+    "host": "the connection's host",
+    "port": "the connection's port",
+    "username": "the connection's login",
+    "password": "the connection's password",
+    "database": "the connection's schema",
+    "client_name": "the extra's own 'client_name' field",
+    "settings": "the extra's 'session_settings'",
+}
+
+
+def clickhouse_connection_problems(extra: dict[str, Any]) -> list[str]:
+    """Why the provider would not connect the way a ``clickhouse`` connection's extra says, or ``[]``.
+
+    Keys of ``client_kwargs`` that the hook silently replaces (``secure`` above all: the connection would
+    fall back to plain HTTP), and a ``secure``/``verify`` that is not a JSON boolean (the hook applies
+    ``bool()``, so the string ``"false"`` means true).
+    """
+    problems = []
+    client_kwargs = extra.get("client_kwargs") or {}
+    if isinstance(client_kwargs, dict):
+        for key in sorted(set(client_kwargs) & set(_CLICKHOUSE_HOOK_MANAGED)):
+            problems.append(
+                f"client_kwargs.{key} is ignored by the clickhousedb provider; set {_CLICKHOUSE_HOOK_MANAGED[key]}"
+                + (' (e.g. extra {"secure": true})' if key == "secure" else "")
+            )
+    for key in ("secure", "verify"):
+        if key in extra and not isinstance(extra[key], bool):
+            problems.append(f"extra {key} must be true or false (JSON), not {extra[key]!r}")
+    return problems
+
+
+def clickhouse_client_kwargs(conn_id: str = CLICKHOUSE_CONN_ID) -> dict[str, Any]:
+    """What ``ClickHouseHook`` passes to ``clickhouse_connect.get_client`` for the connection (password
+    included: never log it), after refusing an extra the hook would silently not honour."""
+    from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook
+
+    hook = ClickHouseHook(clickhouse_conn_id=conn_id)
+    _refuse_misleading_clickhouse_extra(conn_id, hook.get_connection(conn_id).extra_dejson)
+    # apache-airflow-providers-clickhousedb 1.0.1: the hook builds the kwargs in the internal _get_client_kwargs
+    return hook._get_client_kwargs()
+
+
+def _refuse_misleading_clickhouse_extra(conn_id: str, extra: dict[str, Any]) -> None:
+    if problems := clickhouse_connection_problems(extra):
+        raise ValueError(f"connection {conn_id}: " + "; ".join(problems))
 
 
 def clickhouse_client(conn_id: str = CLICKHOUSE_CONN_ID) -> Any:
-    """A clickhouse-connect client through the official ``ClickHouseHook`` (chdb via ``client_kwargs``)."""
+    """A clickhouse-connect client through the official ``ClickHouseHook`` (chdb via ``client_kwargs``);
+    refuses an extra that would not connect as written (``client_kwargs.secure``: plain HTTP)."""
     from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook
 
-    return ClickHouseHook(clickhouse_conn_id=conn_id).get_client()
+    hook = ClickHouseHook(clickhouse_conn_id=conn_id)
+    _refuse_misleading_clickhouse_extra(conn_id, hook.get_connection(conn_id).extra_dejson)
+    return hook.get_client()
 
 
 def arrow_postgres(dsn: str) -> Any:
@@ -50,8 +129,8 @@ def arrow_postgres(dsn: str) -> Any:
 @contextmanager
 def postgres_side(conn_id: str = POSTGRES_CONN_ID) -> Iterator[Any]:
     """The comparison's Postgres side for a task: small queries through the provider's hook, drifted-day
-    row reads through ADBC (``arrow_postgres``) with the same credentials (``postgres_dsn``, password
-    included)."""
+    row reads through ADBC (``arrow_postgres``) with every libpq parameter of the same connection
+    (``postgres_dsn``: password, TLS settings, options ...)."""
     from label_backfill.compare import PostgresSide
 
     connection = postgres_connection(conn_id)

@@ -122,6 +122,29 @@ def _set_env(container: k8s.V1Container, env: Mapping[str, str]) -> None:
     container.env = existing
 
 
+# An env variable named like a secret, or a URL with a password in it: never a literal value in the Job spec,
+# which the provider pushes whole to XCom (``ti.xcom_push(key="job", ...)``).
+_SECRET_NAME_RE = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|DSN|CREDENTIAL|(^|_)KEY($|_)", re.IGNORECASE)
+_URL_PASSWORD_RE = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+
+
+def literal_secrets(cronjob: k8s.V1CronJob) -> list[str]:
+    """``container.VARIABLE`` for each env variable of the CronJob's pod (init containers included) that holds a
+    literal value but is named like a secret or contains a URL with a password. Load those through
+    ``valueFrom.secretKeyRef`` or ``envFrom``: the Job spec, literal values included, ends up in XCom."""
+    spec = (
+        cronjob.spec.job_template.spec.template.spec if cronjob.spec and cronjob.spec.job_template else None
+    )
+    if spec is None:
+        return []
+    found = []
+    for container in [*(spec.init_containers or []), *(spec.containers or [])]:
+        for var in container.env or []:
+            if var.value and (_SECRET_NAME_RE.search(var.name) or _URL_PASSWORD_RE.search(var.value)):
+                found.append(f"{container.name}.{var.name}")
+    return found
+
+
 def job_from_cronjob(
     cronjob: k8s.V1CronJob,
     *,
@@ -153,10 +176,16 @@ def job_from_cronjob(
     :param ttl_seconds_after_finished: ``spec.ttlSecondsAfterFinished`` override, or None to keep.
     :param backoff_limit: ``spec.backoffLimit`` override, or None to keep.
     :raises ValueError: if the CronJob has no job template, no container named ``container_name``
-        (the message lists the containers), or ``name``/``labels``/``env`` are not valid.
+        (the message lists the containers), a literal secret in its env (:func:`literal_secrets`), or
+        ``name``/``labels``/``env`` are not valid.
     """
     cj_meta = cronjob.metadata or k8s.V1ObjectMeta()
     cj_ref = f"CronJob {cj_meta.namespace}/{cj_meta.name}"
+    if secrets := literal_secrets(cronjob):
+        raise ValueError(
+            f"{cj_ref} sets {', '.join(secrets)} as literal env values; the Job spec is stored in XCom, so "
+            "load secrets through valueFrom.secretKeyRef or envFrom (a Secret) instead"
+        )
     if not is_dns_label(name):
         raise ValueError(f"Job name {name!r} is not a DNS-1123 label (lowercase alnum and '-', <= 63 chars)")
     if bad := _invalid_labels(labels):

@@ -82,11 +82,14 @@ class CronJobJobHook(KubernetesHook):
         return sorted(pods.values(), key=lambda pod: pod.metadata.name)
 
     def stop_job(self, name: str, namespace: str, *, timeout: float, poll_interval: float = 0.5) -> None:
-        """Delete the Job ``name`` and all of its pods, and wait until none of them exists any more.
+        """Delete the Job ``name`` and wait until it is gone and none of its pods runs any more.
 
-        The Job is deleted with ``Foreground`` propagation (it stays visible until its pods are gone);
-        pods not being deleted yet (orphans, or not reached by the garbage collector) are deleted
-        directly. Each pod terminates within its own grace period. Returns at once if there is nothing.
+        The Job is deleted with ``Foreground`` propagation: the garbage collector deletes its pods, each
+        terminating within its own grace period, and the Job stays visible until they are gone. Pods are
+        never deleted directly (the runner's Role may not, see ``include/k8s/rbac.yaml``): a pod orphaned
+        from its Job (``kubectl delete job --cascade=orphan``) is waited for until it has finished, and a
+        finished pod (``Succeeded``/``Failed``) runs nothing, whether or not it is still listed. Returns
+        at once if there is nothing.
 
         :param name: Job name.
         :param namespace: its namespace.
@@ -99,7 +102,7 @@ class CronJobJobHook(KubernetesHook):
         announced = False
         while True:
             job = self.read_job_or_none(name, namespace)
-            pods = self.list_job_pods(name, namespace)
+            pods = [pod for pod in self.list_job_pods(name, namespace) if not _finished(pod)]
             if job is None and not pods:
                 if announced:
                     self.log.info("Job %s/%s and its pods are gone", namespace, name)
@@ -121,9 +124,6 @@ class CronJobJobHook(KubernetesHook):
                     namespace,
                     propagation_policy="Foreground",
                 )
-            for pod in pods:
-                if pod.metadata.deletion_timestamp is None:
-                    self._delete(self.core_v1_client.delete_namespaced_pod, pod.metadata.name, namespace)
             if time.monotonic() >= deadline:
                 raise JobNotStopped(self._not_stopped_message(name, namespace, job, pods, timeout))
             time.sleep(poll_interval)
@@ -153,10 +153,35 @@ class CronJobJobHook(KubernetesHook):
                 f"{_since(pod.metadata.deletion_timestamp)}, finalizers {pod.metadata.finalizers or []})"
             )
         first_pod = f"describe pod {pods[0].metadata.name}" if pods else f"describe job {name}"
+        orphans = [pod.metadata.name for pod in pods if pod.metadata.deletion_timestamp is None]
+        delete = (
+            f" A running pod no Job owns is not deleted by the runner (its Role may not delete pods): "
+            f"`kubectl -n {namespace} delete pod {' '.join(orphans)}` once its work may be cut off."
+            if orphans
+            else ""
+        )
         return (
             f"Job {namespace}/{name} of an earlier try is not gone {timeout:.0f}s after it was deleted; "
-            f"still there: {'; '.join(left)}. See `kubectl -n {namespace} {first_pod}`."
+            f"still there: {'; '.join(left)}. See `kubectl -n {namespace} {first_pod}`.{delete}"
         )
+
+
+def _owned_by(pod: k8s.V1Pod, job: k8s.V1Job) -> bool:
+    """Whether the Job's controller made the pod (its ownerReference, else its controller-uid label)."""
+    uid = job.metadata.uid if job.metadata else None
+    if not uid:
+        return True  # nothing to tell them apart by (a Job object without uid)
+    owners = [ref.uid for ref in (pod.metadata.owner_references or [])]
+    labels = pod.metadata.labels or {}
+    return uid in owners or uid in (
+        labels.get("controller-uid"),
+        labels.get("batch.kubernetes.io/controller-uid"),
+    )
+
+
+def _finished(pod: k8s.V1Pod) -> bool:
+    """A pod whose containers have all ended for good runs nothing any more."""
+    return bool(pod.status and pod.status.phase in ("Succeeded", "Failed"))
 
 
 class CronJobJobOperator(KubernetesJobOperator):
@@ -246,6 +271,13 @@ class CronJobJobOperator(KubernetesJobOperator):
         # a name the CronJob's pod need not have); set here, not only when the Job is built, because
         # execute_complete runs on a fresh instance after a deferral
         kwargs["base_container_name"] = container_name
+        # cncf-kubernetes 10.25.0: the pod operator base class deletes finished pods (on_finish_action
+        # "delete_pod") and, on kill, the pods it watched (on_kill_action), and labels pods it has checked
+        # (a pod patch): rights the runner's Role does not have (include/k8s/rbac.yaml). A Job's pods go
+        # with the Job (Foreground deletion, ttlSecondsAfterFinished), so they are kept; see
+        # patch_already_checked and get_pods for the label
+        kwargs.setdefault("on_finish_action", "keep_pod")
+        kwargs.setdefault("on_kill_action", "keep_pod")
         super().__init__(wait_until_job_complete=wait_until_job_complete, get_logs=get_logs, **kwargs)
         self.cronjob_name = cronjob_name
         self.container_name = container_name
@@ -349,12 +381,26 @@ class CronJobJobOperator(KubernetesJobOperator):
         deadline = time.monotonic() + self.pod_discovery_timeout
         while True:
             try:
-                return super().get_pods(pod_request_obj, context, exclude_checked=exclude_checked)
+                pods = super().get_pods(pod_request_obj, context, exclude_checked=exclude_checked)
+                # cncf-kubernetes 10.25.0: the provider finds pods by the task's labels (no try number) and
+                # skips pods it labelled already_checked; the runner labels none (patch_already_checked), so
+                # a finished pod an earlier try left would match too: only this Job's pods are ours
+                own = [pod for pod in pods if self.job is None or _owned_by(pod, self.job)]
+                if not own:
+                    raise AirflowException(f"no pod of Job {self.job_name} yet")
+                return own
             except AirflowException:
                 if time.monotonic() >= deadline:
                     raise
                 self.log.info("Waiting for the pod of Job %s", self.job_name)
                 time.sleep(self._POLL_SECONDS)
+
+    def patch_already_checked(self, pod: k8s.V1Pod, *, reraise: bool = True) -> None:
+        """Label nothing: the runner may not patch pods, and its ``get_pods`` keeps only this Job's pods."""
+        # cncf-kubernetes 10.25.0: KubernetesPodOperator.cleanup labels every kept or failed pod
+        # already_checked=True so that a retry does not follow it again; here each try first stops the
+        # earlier try's Job and follows only the pods its own Job owns
+        return None
 
     def _failure_message(self, job: Mapping[str, Any] | k8s.V1Job) -> str:
         job_dict = job.to_dict() if isinstance(job, k8s.V1Job) else job

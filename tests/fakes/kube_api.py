@@ -28,6 +28,13 @@ Deletion follows the API server and the garbage collector closely enough for ord
 
 Every create, deletion request and disappearance of a Job or pod is appended to
 :attr:`FakeKubernetes.events` with a monotonic timestamp.
+
+Authorization: every request is checked against the rules of the Role the project ships for the runner
+(``include/k8s/rbac.yaml``), as the API server's RBAC authorizer would (verb from the method, ``list``
+/``watch`` for collections, subresources as ``pods/log``, ``resourceNames``); a request no rule allows
+answers 403 and is recorded in :attr:`FakeKubernetes.forbidden`, and every request's
+``(verb, apiGroup, resource, name)`` in :attr:`FakeKubernetes.access`. So every Kubernetes test runs the
+operator with exactly the shipped rights.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+RBAC_FILE = Path(__file__).resolve().parents[2] / "include" / "k8s" / "rbac.yaml"
 CRONJOB_NAME = "cron-label-conversations"
 CONTAINER_NAME = "label-conversations"
 SIDECAR_NAME = "cloud-sql-proxy"
@@ -230,8 +238,17 @@ class FakeKubernetes:
         foreground_deletion_delay: float = 0.3,
         default_termination_grace_period: float = 0.0,
         token: str | None = None,
+        role_rules: list[dict[str, Any]] | None = None,
     ) -> None:
         self.on_job: OnJob = on_job or default_on_job
+        #: the rules every request must satisfy (default: the shipped Role of include/k8s/rbac.yaml)
+        self.role_rules = shipped_role_rules() if role_rules is None else role_rules
+        #: (verb, apiGroup, resource, name) of every request, in order
+        self.access: list[tuple[str, str, str, str | None]] = []
+        #: the requests the Role did not allow (answered 403)
+        self.forbidden: list[tuple[str, str, str, str | None]] = []
+        #: forbidden requests a test provokes on purpose (the fixture fails on any other)
+        self.expected_forbidden: list[tuple[str, str, str, str | None]] = []
         self.run_seconds = run_seconds
         self.pod_creation_delay = pod_creation_delay
         self.log_container = log_container
@@ -443,6 +460,32 @@ class FakeKubernetes:
             ("GET", r"/apis/events.k8s.io/v1" + NS + r"/events", self._list_events),
         ]
         return [(method, re.compile(f"^{pattern}$"), fn) for method, pattern, fn in routes]
+
+    def _authorize(self, method: str, path: str, query: dict[str, list[str]]) -> None:
+        """Refuse (403) a request the Role's rules do not allow; non-resource paths are open (discovery)."""
+        match = _RESOURCE_PATH.match(path)
+        if match is None:
+            return
+        group, resource = match["group"] or "", match["resource"]
+        name, sub = match["name"], match["sub"]
+        if sub:
+            resource = f"{resource}/{sub}"
+        if method == "GET":
+            verb = "get" if name else ("watch" if _flag(query, "watch") else "list")
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method) or (
+                "delete" if name else "deletecollection"
+            )
+        request = (verb, group, resource, name)
+        self.access.append(request)
+        if not any(_rule_allows(rule, *request) for rule in self.role_rules):
+            self.forbidden.append(request)
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'{resource} "{name or ""}" is forbidden: the Role of include/k8s/rbac.yaml does not allow '
+                f'verb "{verb}" on "{resource}" in API group "{group}"',
+            )
 
     def _dispatch(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> Any:
         for route_method, pattern, fn in self._routes:
@@ -902,6 +945,33 @@ class FakeKubernetes:
         self._touch(job)
 
 
+_RESOURCE_PATH = re.compile(
+    r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)/namespaces/[^/]+/(?P<resource>[^/]+)"
+    r"(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$"
+)
+
+
+def shipped_role_rules() -> list[dict[str, Any]]:
+    """The rules of the Role in include/k8s/rbac.yaml (the one the runner's ServiceAccount is bound to)."""
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all(RBAC_FILE.read_text()) if d]
+    (role,) = [d for d in docs if d.get("kind") == "Role"]
+    return role["rules"]
+
+
+def _rule_allows(rule: dict[str, Any], verb: str, group: str, resource: str, name: str | None) -> bool:
+    def has(values: list[str], value: str) -> bool:
+        return "*" in values or value in values
+
+    if not (has(rule.get("verbs", []), verb) and has(rule.get("apiGroups", []), group)):
+        return False
+    if not has(rule.get("resources", []), resource):
+        return False
+    names = rule.get("resourceNames")
+    return not names or (name is not None and name in names)
+
+
 def _q(query: dict[str, list[str]], key: str) -> str | None:
     values = query.get(key)
     return values[-1] if values else None
@@ -948,6 +1018,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if self.headers.get("Authorization") != f"Bearer {fake.token}":
                 raise ApiError(401, "Unauthorized", "Unauthorized")
+            fake._authorize(self.command, parts.path, parse_qs(parts.query))
             body = json.loads(raw) if raw else None
             result = fake._dispatch(self.command, parts.path, parse_qs(parts.query), body)
             code, payload = result if isinstance(result, tuple) else (200, result)
@@ -1050,7 +1121,8 @@ def fake_kube(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKubernetes]:
     """A started :class:`FakeKubernetes` with ``cron-label-conversations`` in ``default``.
 
     Also points the Airflow connection ``kubernetes_default`` at it through
-    ``AIRFLOW_CONN_KUBERNETES_DEFAULT`` (``kube_config_path`` + ``namespace`` extras).
+    ``AIRFLOW_CONN_KUBERNETES_DEFAULT`` (``kube_config_path`` + ``namespace`` extras). Fails the test when
+    a request was forbidden by the shipped Role other than those in ``expected_forbidden``.
     """
     fake = FakeKubernetes(log_container=CONTAINER_NAME)
     fake.start()
@@ -1058,5 +1130,8 @@ def fake_kube(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKubernetes]:
         fake.add_cronjob(label_conversations_cronjob())
         monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", fake.airflow_connection())
         yield fake
+        # a 403 the code under test swallowed (the provider logs some cleanup errors only) fails the test too
+        unexpected = [request for request in fake.forbidden if request not in fake.expected_forbidden]
+        assert unexpected == [], f"requests the shipped Role (include/k8s/rbac.yaml) forbids: {unexpected}"
     finally:
         fake.stop()

@@ -214,9 +214,12 @@ def test_pod_created_after_the_job_is_waited_for(monkeypatch: pytest.MonkeyPatch
 def test_missing_cronjob_fails_before_creating_anything(fake_kube: FakeKubernetes):
     op = day_operator()
     op.cronjob_name = "cron-does-not-exist"
-    with pytest.raises(Exception, match="Not Found|404"):
+    # the shipped Role allows reading the one CronJob it names: any other is forbidden, before existence
+    fake_kube.expected_forbidden.append(("get", "batch", "cronjobs", "cron-does-not-exist"))
+    with pytest.raises(Exception, match="Forbidden|403"):
         op.execute(task_context(StandInTaskInstance()))
     assert fake_kube.created_jobs == []
+    assert fake_kube.forbidden == [("get", "batch", "cronjobs", "cron-does-not-exist")]
 
 
 @pytest.mark.parametrize("succeeds", [True, False], ids=["complete", "backoff-limit-exceeded"])
@@ -256,6 +259,8 @@ def test_deferred_job_resumes_through_the_provider_trigger(fake_kube: FakeKubern
 
 def test_fake_api_selectors_and_job_progress_through_the_real_client(fake_kube: FakeKubernetes):
     from kubernetes import client, config
+
+    fake_kube.role_rules = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]  # the fake, as admin
 
     api = config.new_client_from_config(config_file=fake_kube.kubeconfig_path)
     batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
@@ -356,7 +361,9 @@ def test_fake_api_deletion_follows_the_propagation_policy(graceful_pods: FakeKub
 @pytest.mark.parametrize("policy", ["Background", "Orphan"])
 def test_pods_that_outlive_their_job_are_stopped_before_the_new_job(graceful_pods: FakeKubernetes, policy):
     """The Job of an earlier try was deleted without waiting (kubectl's default, or --cascade=orphan): the
-    Job object is gone (404), its pod still runs. The new Job is created only once that pod is gone."""
+    Job object is gone (404), its pod still runs. The new Job is created only once that pod has stopped:
+    gone (Background: the garbage collector deletes it) or finished (Orphan: nobody deletes it, and the
+    runner may not delete pods; a finished pod writes nothing)."""
     from kubernetes import client, config
 
     batch = client.BatchV1Api(config.new_client_from_config(config_file=graceful_pods.kubeconfig_path))
@@ -369,8 +376,16 @@ def test_pods_that_outlive_their_job_are_stopped_before_the_new_job(graceful_pod
     graceful_pods.on_job = lambda job: JobOutcome(True, "new try\n")
     day_operator().execute(task_context(StandInTaskInstance(try_number=2)))
 
-    (old_gone,) = graceful_pods.event_times("pod-gone", old_name)
     created = graceful_pods.event_times("job-created", JOB_NAME)
-    assert len(created) == 2 and old_gone < created[1]
-    assert graceful_pods.event_times("pod-exited", old_name)[0] <= old_gone  # it finished, was not cut off
+    (old_exited,) = graceful_pods.event_times("pod-exited", old_name)
+    assert len(created) == 2 and old_exited < created[1]  # it finished, was not cut off, before the new Job
+    if policy == "Background":
+        (old_gone,) = graceful_pods.event_times("pod-gone", old_name)
+        assert old_gone < created[1]
+    else:  # still listed, finished; the new try followed its own Job's pod only
+        (orphan,) = [
+            p for p in graceful_pods.list_pods(f"job-name={JOB_NAME}") if p["metadata"]["name"] == old_name
+        ]
+        assert orphan["status"]["phase"] == "Succeeded"
     assert graceful_pods.get_job(JOB_NAME)["status"]["succeeded"] == 1
+    assert graceful_pods.forbidden == []

@@ -14,6 +14,7 @@ vacuously.
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.resources
 import ipaddress
 import json
@@ -33,6 +34,9 @@ import kubernetes_validate
 import pytest
 import yaml
 from label_backfill import settings as label_settings
+from label_backfill import sql as label_sql
+from label_backfill.dev.simulate import SCALES
+from label_backfill.naming import database_name
 from label_conversations import job as label_job
 
 pytestmark = pytest.mark.unit
@@ -802,9 +806,7 @@ def _rule_allows(rule: dict[str, Any], verb: str, group: str, resource: str, nam
 def rbac_problems(docs: list[tuple[str, dict[str, Any]]], conf: label_settings.Settings) -> list[str]:
     """A ServiceAccount bound to a Role that lets the kubernetes runner do its work."""
     problems = []
-    required = [("get", "batch", "cronjobs", conf.cronjob)]
-    required += [(verb, "batch", "jobs", None) for verb in ("create", "get", "list", "watch", "delete")]
-    required += [(verb, "", res, None) for res in ("pods", "pods/log") for verb in ("get", "list", "watch")]
+    required = runner_calls(conf)
     accounts = {d["metadata"]["name"] for _, d in docs if d.get("kind") == "ServiceAccount"}
     roles = {d["metadata"]["name"]: d for _, d in docs if d.get("kind") == "Role"}
     bindings = [d for _, d in docs if d.get("kind") == "RoleBinding"]
@@ -824,21 +826,109 @@ def rbac_problems(docs: list[tuple[str, dict[str, Any]]], conf: label_settings.S
             if not any(_rule_allows(r, verb, group, resource, name) for r in role.get("rules", [])):
                 what = f"{resource}/{name}" if name else resource
                 problems.append(f"ServiceAccount {sa} may not {verb} {group or 'core'} {what}")
-    tokens = [
-        (i, d) for i, (_, d) in enumerate(docs)
-        if d.get("kind") == "Secret" and d.get("type") == "kubernetes.io/service-account-token"
-    ]  # fmt: skip
-    for index, token in tokens:
-        sa = token["metadata"].get("annotations", {}).get("kubernetes.io/service-account.name")
-        sa_index = next((i for i, (_, d) in enumerate(docs) if d.get("kind") == "ServiceAccount"
-                         and d["metadata"]["name"] == sa), None)  # fmt: skip
-        if sa_index is None:
+        # nothing more: every (verb, group, resource, names) the Role grants is one the runner calls
+        for rule in role.get("rules", []):
+            names = rule.get("resourceNames")
+            for verb in rule.get("verbs", []):
+                for group in rule.get("apiGroups", []):
+                    for resource in rule.get("resources", []):
+                        calls = [c for c in required if c[:3] == (verb, group, resource)]
+                        if not calls or "*" in (verb, group, resource):
+                            problems.append(
+                                f"ServiceAccount {sa} may {verb} {group or 'core'} {resource}, "
+                                "which the runner never calls"
+                            )
+                        elif any(c[3] for c in calls) and not names:
+                            problems.append(
+                                f"ServiceAccount {sa} may {verb} any {resource}; the runner reads "
+                                f"{', '.join(sorted(c[3] for c in calls if c[3]))} only (resourceNames)"
+                            )
+    for _, token in docs:
+        if token.get("kind") == "Secret" and token.get("type") == "kubernetes.io/service-account-token":
             problems.append(
-                f"token Secret {token['metadata']['name']} names an unknown ServiceAccount {sa!r}"
+                f"Secret {token['metadata']['name']} is a long-lived ServiceAccount token; request short-lived "
+                "ones (TokenRequest: kubectl create token, or the projected token in-cluster)"
             )
-        elif sa_index > index:
-            problems.append(f"token Secret {token['metadata']['name']} is applied before its ServiceAccount")
     return problems
+
+
+def runner_calls(conf: label_settings.Settings) -> list[tuple[str, str, str, str | None]]:
+    """What label_backfill.k8s_operator calls (tests/fakes/kube_api.py refuses anything else in the
+    Kubernetes tests): (verb, apiGroup, resource, name or None)."""
+    return [
+        ("get", "batch", "cronjobs", conf.cronjob),
+        ("create", "batch", "jobs", None),
+        ("get", "batch", "jobs", None),
+        ("delete", "batch", "jobs", None),
+        ("get", "batch", "jobs/status", None),
+        ("get", "", "pods", None),
+        ("list", "", "pods", None),
+        ("get", "", "pods/log", None),
+    ]
+
+
+PSS_RESTRICTED_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret", "name",
+}  # fmt: skip
+
+
+def restricted_pod_problems(pod: dict[str, Any]) -> list[str]:
+    """The Kubernetes Pod Security Standard "restricted" (v1.33), for a pod spec: what a namespace labelled
+    pod-security.kubernetes.io/enforce=restricted admits."""
+    problems = []
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(key):
+            problems.append(f"{key}: true")
+    for volume in pod.get("volumes", []):
+        if kinds := set(volume) - PSS_RESTRICTED_VOLUMES:
+            problems.append(f"volume {volume.get('name')}: {sorted(kinds)} not allowed")
+    pod_sc = pod.get("securityContext") or {}
+    for container in [*pod.get("initContainers", []), *pod.get("containers", [])]:
+        name, sc = container.get("name"), container.get("securityContext") or {}
+        if sc.get("privileged"):
+            problems.append(f"{name}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation must be false")
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in caps.get("drop", []):
+            problems.append(f"{name}: capabilities must drop ALL")
+        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{name}: adds capabilities {caps['add']}")
+        if not sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")):
+            problems.append(f"{name}: runAsNonRoot must be true")
+        if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+            problems.append(f"{name}: runAsUser 0")
+        seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: seccompProfile must be RuntimeDefault or Localhost, not {seccomp}")
+        if any(port.get("hostPort") for port in container.get("ports", [])):
+            problems.append(f"{name}: hostPort")
+    return problems
+
+
+def test_the_cronjob_pod_passes_the_restricted_pod_security_standard():
+    assert restricted_pod_problems(_pod_spec(_cronjob_of(k8s_docs()))) == []
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda pod: pod.update(hostNetwork=True), "hostNetwork"),
+        (lambda pod: pod["volumes"].append({"name": "h", "hostPath": {"path": "/"}}), "hostPath"),
+        (
+            lambda pod: pod["containers"][0]["securityContext"].update(allowPrivilegeEscalation=True),
+            "Escalation",
+        ),
+        (lambda pod: pod["containers"][0]["securityContext"]["capabilities"].update(drop=[]), "drop ALL"),
+        (lambda pod: pod["securityContext"].pop("runAsNonRoot"), "runAsNonRoot"),
+        (lambda pod: pod["securityContext"].pop("seccompProfile"), "seccompProfile"),
+    ],
+    ids=["hostNetwork", "hostPath", "escalation", "capabilities", "runAsNonRoot", "seccomp"],
+)
+def test_the_restricted_check_catches_breakage(mutate, expected):
+    pod = _pod_spec(_cronjob_of(k8s_docs()))
+    mutate(pod)
+    assert any(expected in p for p in restricted_pod_problems(pod))
 
 
 def test_k8s_manifests_validate_against_the_stack_kubernetes_version():
@@ -862,15 +952,18 @@ def test_cronjob_pods_reach_the_compose_services_and_run_the_built_image():
     assert pod_network_problems(k8s_docs(), compose()) == []
 
 
-def test_rbac_grants_what_the_kubernetes_runner_needs():
+def test_rbac_grants_what_the_kubernetes_runner_needs_and_nothing_more():
     docs = k8s_docs()
     assert rbac_problems(docs, label_settings.load({})) == []
     assert rbac_problems(docs, label_settings.load(airflow_env(compose()))) == []
-    # k3s-setup turns this account's token into Airflow's kubeconfig and checks its rights as it
+    # k3s-setup requests a short-lived token for the bound account, writes it into Airflow's kubeconfig
+    # and checks the account's rights as it, the forbidden ones included
     setup = " ".join(all_strings(compose()["services"]["k3s-setup"]["command"]))
-    token = next(d for _, d in docs if d.get("type") == "kubernetes.io/service-account-token")
-    account = token["metadata"]["annotations"]["kubernetes.io/service-account.name"]
-    assert token["metadata"]["name"] in setup and f"system:serviceaccount:default:{account}" in setup
+    account = next(d for _, d in docs if d.get("kind") == "ServiceAccount")["metadata"]["name"]
+    assert re.search(rf"kubectl -n default create token {account} --duration=\d+h", setup), setup
+    assert f"system:serviceaccount:default:{account}" in setup
+    for verb in ("patch pods", "delete pods", "get secrets", "list jobs", "get cronjobs/other"):
+        assert f"deny {verb}" in setup, verb
 
 
 def _cronjob_of(docs):
@@ -905,7 +998,14 @@ K8S_BREAKAGES = [
     (lambda docs, _: _role_of(docs)["rules"][4]["resources"].remove("pods/log"), "rbac", "pods/log"),
     (lambda docs, _: next(d for _, d in docs if d.get("kind") == "RoleBinding")["subjects"][0].update(
         name="someone-else"), "rbac", "no RoleBinding"),
-    (lambda docs, _: docs.reverse(), "rbac", "before its ServiceAccount"),
+    (lambda docs, _: _role_of(docs)["rules"][3]["verbs"].append("delete"), "rbac", "may delete core pods"),
+    (lambda docs, _: _role_of(docs)["rules"][1]["verbs"].append("list"), "rbac", "may list batch jobs"),
+    (lambda docs, _: _role_of(docs)["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}),
+     "rbac", "may get core secrets"),
+    (lambda docs, _: _role_of(docs)["rules"][0].pop("resourceNames"), "rbac", "may get any cronjobs"),
+    (lambda docs, _: docs.append(("rbac.yaml", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "t"},
+                                                "type": "kubernetes.io/service-account-token"})),
+     "rbac", "long-lived ServiceAccount token"),
 ]  # fmt: skip
 
 
@@ -942,7 +1042,10 @@ class ClickHouseSetup:
     keeper_port: int
     keeper_raft_hosts: list[str]
     macros: dict[str, dict[str, str]] = field(default_factory=dict)  # compose service -> macros it mounts
-    users: dict[str, str] = field(default_factory=dict)  # user -> password
+    users: dict[str, str] = field(default_factory=dict)  # user -> password_sha256_hex
+    plaintext: dict[str, str] = field(default_factory=dict)  # user -> <password> (must be none)
+    networks: dict[str, list[str]] = field(default_factory=dict)  # user -> <networks><ip>
+    grants: dict[str, list[str] | None] = field(default_factory=dict)  # user -> <grants><query>, None: absent
 
 
 def _xml(path: Path) -> ET.Element:
@@ -980,7 +1083,17 @@ def load_clickhouse_setup(data: dict[str, Any]) -> ClickHouseSetup:
                 setup.macros[name] = {m.tag: (m.text or "").strip() for m in root.find("macros")}
             if target.startswith("/etc/clickhouse-server/users.d/"):
                 for user in root.find("users") or []:
-                    setup.users[user.tag] = user.findtext("password") or ""
+                    setup.users[user.tag] = user.findtext("password_sha256_hex") or ""
+                    if user.find("password") is not None:
+                        setup.plaintext[user.tag] = user.findtext("password") or ""
+                    setup.networks[user.tag] = [(ip.text or "").strip() for ip in user.findall("networks/ip")]
+                    setup.networks[user.tag] += [f"host {h.text}" for h in user.findall("networks/host")]
+                    grants = user.find("grants")
+                    setup.grants[user.tag] = (
+                        None
+                        if grants is None
+                        else [" ".join((q.text or "").split()) for q in grants.findall("query")]
+                    )
     return setup
 
 
@@ -1063,7 +1176,7 @@ def credential_problems(
         if parts.hostname not in services_with_image(data, CLICKHOUSE_SERVER_IMAGE) or parts.port != 8123:
             problems.append(f"{where}: ClickHouse DSN does not point at a server's HTTP port: {parts.netloc}")
     for where, (user, password) in clickhouse_users.items():
-        if setup.users.get(user) != password:
+        if setup.users.get(user) != hashlib.sha256((password or "").encode()).hexdigest():
             problems.append(f"{where}: ClickHouse user {user!r} with that password is not in users.d")
     init = data["configs"]["postgres-init"]["content"]
     roles = dict(re.findall(r"CREATE ROLE (\w+) LOGIN PASSWORD '([^']*)'", init))
@@ -1084,6 +1197,100 @@ def credential_problems(
         if database not in databases:
             problems.append(f"{where}: Postgres database {database!r} is not created by postgres-init")
     return problems
+
+
+def _privileges(grants: list[str]) -> set[tuple[str, str]]:
+    """``GRANT A, B ON x [TO u]`` as {(A, x), (B, x)}."""
+    found = set()
+    for grant in grants:
+        names, target = grant.removeprefix("GRANT ").rsplit(" TO ", 1)[0].rsplit(" ON ", 1)
+        found |= {(name.strip(), target) for name in names.split(",")}
+    return found
+
+
+def clickhouse_user_problems(setup: ClickHouseSetup, data: dict[str, Any]) -> list[str]:
+    """The compose ClickHouse users: hashed passwords, the compose network only, explicit grants; the DAGs'
+    user holds exactly the package's grants (``label_backfill.sql.clickhouse_grants``, cluster mode, no
+    local runner) in every database the seed creates."""
+    problems = []
+    subnets = [
+        ipaddress.ip_network(pool["subnet"])
+        for pool in (data.get("networks") or {}).get("stack", {}).get("ipam", {}).get("config", [])
+    ]
+    for user in setup.users:
+        if user in setup.plaintext:
+            problems.append(f"ClickHouse user {user}: plaintext <password>; use <password_sha256_hex>")
+        if not setup.users[user]:
+            problems.append(f"ClickHouse user {user}: no <password_sha256_hex>")
+        if not setup.networks.get(user):
+            problems.append(f"ClickHouse user {user}: no <networks> (any address)")
+        for network in setup.networks.get(user, []):
+            try:
+                net = ipaddress.ip_network(network)
+            except ValueError:
+                problems.append(f"ClickHouse user {user}: network {network!r} is not an address range")
+                continue
+            if not any(net.version == s.version and net.subnet_of(s) for s in subnets):
+                problems.append(f"ClickHouse user {user}: network {network} is outside the compose subnet")
+        if setup.grants.get(user) is None:
+            problems.append(
+                f"ClickHouse user {user}: no <grants> (a users.xml user without them has every privilege)"
+            )
+    conn = json.loads(airflow_env(data)["AIRFLOW_CONN_CLICKHOUSE_CONVERSATIONS"])
+    dag_user = conn.get("login")
+    seed_env = {k: str(v) for k, v in data["services"]["seed"]["environment"].items()}
+    databases = [
+        database_name(customer, region) for customer, region in SCALES[seed_env["SEED_SCALE"]].customers
+    ]
+    settings = label_settings.load(airflow_env(data))
+    expected = _privileges(
+        [
+            g
+            for db in databases
+            for g in label_sql.clickhouse_grants(
+                db,
+                dag_user,
+                cluster=bool(settings.clickhouse_cluster),
+                local_runner=settings.job_runner == "local",
+            )
+        ]
+    )
+    shipped = _privileges(setup.grants.get(dag_user) or [])
+    for privilege, target in sorted(expected - shipped):
+        problems.append(f"ClickHouse user {dag_user} (the DAGs) lacks {privilege} ON {target}")
+    for privilege, target in sorted(shipped - expected):
+        problems.append(
+            f"ClickHouse user {dag_user} (the DAGs) has {privilege} ON {target}, which the package never needs"
+        )
+    return problems
+
+
+def test_clickhouse_users_have_hashed_passwords_the_compose_network_and_exactly_the_grants():
+    data = compose()
+    assert clickhouse_user_problems(load_clickhouse_setup(data), data) == []
+
+
+CLICKHOUSE_USER_BREAKAGES = [
+    (lambda s, d: s.networks["label_backfill"].append("::/0"), "network ::/0 is outside the compose subnet"),
+    (lambda s, d: s.networks["label_conversations"].clear(), "no <networks>"),
+    (lambda s, d: s.plaintext.update(label_backfill="label_backfill_dev"), "plaintext <password>"),
+    (lambda s, d: s.grants.update(label_conversations=None), "no <grants>"),
+    (lambda s, d: s.grants["label_backfill"].append("GRANT INSERT ON alaska_air_us_east_1.conversation_with_labels"),
+     "has INSERT ON alaska_air_us_east_1.conversation_with_labels"),
+    (lambda s, d: s.grants["label_backfill"].remove("GRANT REMOTE ON *.*"), "lacks REMOTE ON *.*"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "mutate, expected", CLICKHOUSE_USER_BREAKAGES, ids=[case[-1] for case in CLICKHOUSE_USER_BREAKAGES]
+)
+def test_clickhouse_user_checks_catch_breakage(mutate, expected):
+    data = compose()
+    setup = load_clickhouse_setup(data)
+    assert clickhouse_user_problems(setup, data) == []
+    mutate(setup, data)
+    problems = clickhouse_user_problems(setup, data)
+    assert any(expected in p for p in problems), problems
 
 
 def test_clickhouse_cluster_macros_and_keeper_match_the_compose_services():

@@ -288,6 +288,39 @@ def test_invalid_inputs_are_rejected(overrides, message):
         build(**overrides)
 
 
+@pytest.mark.parametrize(
+    "var, where",
+    [
+        ({"name": "LABEL_CONVERSATIONS_POSTGRES_DSN", "value": "host=pg user=x"}, CONTAINER_NAME),
+        ({"name": "DB_PASSWORD", "value": "hunter2"}, SIDECAR_NAME),
+        ({"name": "API_KEY", "value": "abc"}, CONTAINER_NAME),
+        ({"name": "UPSTREAM", "value": "http://user:pw@clickhouse:8123"}, CONTAINER_NAME),
+    ],
+    ids=["dsn", "password-in-sidecar", "key", "url-with-password"],
+)
+def test_a_cronjob_with_a_literal_secret_is_refused(var, where):
+    """The provider pushes the whole Job spec to XCom: secrets must come from a Secret, never literally."""
+    manifest = label_conversations_cronjob()
+    pod = manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    next(c for c in pod["containers"] if c["name"] == where).setdefault("env", []).append(var)
+    with pytest.raises(
+        ValueError, match=rf"{where}\.{var['name']} as literal env values.*secretKeyRef or envFrom"
+    ):
+        build(cronjob_model(manifest))
+
+
+def test_secrets_by_reference_and_harmless_literals_pass():
+    manifest = label_conversations_cronjob()
+    pod = manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    main = next(c for c in pod["containers"] if c["name"] == CONTAINER_NAME)
+    main["env"] += [
+        {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+        {"name": "KEYBOARD_LAYOUT", "value": "us"},
+        {"name": "CLICKHOUSE_URL", "value": "http://clickhouse:8123"},
+    ]
+    assert build(cronjob_model(manifest)).spec.template.spec.containers
+
+
 def test_cronjob_without_uid_is_enough():
     manifest = label_conversations_cronjob()
     response = types.SimpleNamespace(data=json.dumps(manifest))
@@ -323,6 +356,8 @@ def test_operator_defaults_and_template_fields():
     op = CronJobJobOperator(**OPERATOR_KWARGS)
     assert op.wait_until_job_complete is True
     assert op.get_logs is True
+    # the runner's Role may not patch or delete pods: they go with their Job
+    assert (op.on_finish_action.value, op.on_kill_action.value) == ("keep_pod", "keep_pod")
     assert op.base_container_name == CONTAINER_NAME
     for field in ("cronjob_name", "container_name", "job_env", "job_labels", "job_name"):
         assert field in op.template_fields
@@ -361,5 +396,5 @@ def test_provider_copies_and_patches_are_noted_against_the_installed_provider():
 
     source = pathlib.Path(label_backfill.k8s_operator.__file__).read_text()
     noted = re.findall(r"# cncf-kubernetes (\S+?):", source)
-    assert len(noted) >= 8
+    assert len(noted) >= 10
     assert set(noted) == {importlib.metadata.version("apache-airflow-providers-cncf-kubernetes")}

@@ -52,6 +52,8 @@ from label_backfill import sql
 REPO = Path(__file__).resolve().parents[3]
 POSTGRES_DB = "conversations"
 POSTGRES_ROLE = "postgres"
+# The role of the Airflow connection postgres_conversations: reads only (sql/postgres/readonly_role.sql).
+READER_ROLE = "label_backfill_reader"
 # As root: the user the server runs as and the root-owned folder its files live in.
 SERVER_USER = "embedded_postgres"
 ROOT_BASE = Path("/var/lib/label-backfill")
@@ -232,13 +234,6 @@ class Stack:
         )  # fmt: skip
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
-        # Peer authentication: only the creator and the server's user, as the role postgres. No TCP.
-        owner = pwd.getpwuid(os.geteuid()).pw_name
-        os_users = dict.fromkeys([owner, programs.user.pw_name if programs.user else owner])
-        (self.pgdata / "pg_ident.conf").write_text(
-            "# label-backfill embedded stack: the OS users allowed to log in as postgres\n"
-            + "".join(f"stack {user} {POSTGRES_ROLE}\n" for user in os_users)
-        )
         (self.pgdata / "pg_hba.conf").write_text(
             "# label-backfill embedded stack: Unix socket only, in a folder only the server's user enters;\n"
             "# peer authentication mapped by pg_ident.conf (no trust, no TCP).\n"
@@ -248,6 +243,22 @@ class Stack:
             conf.write(
                 "\n# label-backfill embedded stack\nlisten_addresses = ''\nunix_socket_permissions = 0700\n"
             )
+
+    def _write_ident(self, programs: _Programs) -> bool:
+        """Peer authentication's map (``pg_hba.conf``: ``map=stack``): only the creator and the server's user,
+        as the role postgres (set-up, simulator) or the read-only role (the DAGs' connection). No TCP.
+        Written on every start, so a stack made by an earlier version gets the reader too; True if changed."""
+        owner = pwd.getpwuid(os.geteuid()).pw_name
+        os_users = dict.fromkeys([owner, programs.user.pw_name if programs.user else owner])
+        text = (
+            "# label-backfill embedded stack: the OS users allowed to log in, and as which roles\n"
+            + "".join(f"stack {user} {role}\n" for user in os_users for role in (POSTGRES_ROLE, READER_ROLE))
+        )
+        ident = self.pgdata / "pg_ident.conf"
+        if ident.exists() and ident.read_text() == text:
+            return False
+        ident.write_text(text)
+        return True
 
     def _running_socket_dir(self, programs: _Programs) -> Path | None:
         """The socket folder of this stack's running server, or None."""
@@ -278,7 +289,9 @@ class Stack:
         with self._locked():
             programs = self._programs()
             self._init(programs)
+            ident_changed = self._write_ident(programs)
             socket_dir = self._running_socket_dir(programs)
+            reload = ident_changed and socket_dir is not None  # a running server reads it on reload
             if socket_dir is None:
                 socket_dir = self._socket_dir(programs)
                 log = self.server_home / "postgres.log"
@@ -290,12 +303,18 @@ class Stack:
                     tail = log.read_text()[-3000:] if log.exists() else ""
                     raise RuntimeError(f"pg_ctl start failed:\n{result.stdout}\n{result.stderr}\n{tail}")
         admin = f"host={socket_dir} user={POSTGRES_ROLE} dbname=postgres"
+        if reload:
+            _reload(admin)
         with psycopg.connect(admin, autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (POSTGRES_DB,)).fetchone():
                 conn.execute(f"CREATE DATABASE {POSTGRES_DB}")
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,)).fetchone():
+                conn.execute(f"CREATE ROLE {READER_ROLE} LOGIN")  # peer authentication: no password
         conninfo = f"host={socket_dir} user={POSTGRES_ROLE} dbname={POSTGRES_DB}"
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(sql.postgres("schema"))
+            for statement in sql.postgres_readonly_role(READER_ROLE, POSTGRES_DB):
+                conn.execute(statement)
         return conninfo
 
     def stop_postgres(self) -> None:
@@ -338,10 +357,10 @@ class Stack:
 
     def airflow_env(self, conninfo: str) -> dict[str, str]:
         params = dict(item.split("=", 1) for item in conninfo.split())
-        postgres = {
+        postgres = {  # the DAGs read as the read-only role; set-up and the simulator use `conninfo`
             "conn_type": "postgres",
             "host": params["host"],
-            "login": params["user"],
+            "login": READER_ROLE,
             "schema": params["dbname"],
             "port": 5432,
         }
@@ -355,6 +374,24 @@ class Stack:
             "LABEL_BACKFILL_JOB_RUNNER": "local",
             "LABEL_BACKFILL_CLICKHOUSE_CLUSTER": "",
         }
+
+
+def _reload(admin: str, timeout: float = 10.0) -> None:
+    """Reload the server's configuration and return once new sessions see it (pg_reload_conf only signals)."""
+    import time
+
+    import psycopg
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        before = conn.execute("SELECT pg_conf_load_time()").fetchone()[0]
+        conn.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with psycopg.connect(admin, autocommit=True) as conn:  # a new session: the postmaster's load time
+            if conn.execute("SELECT pg_conf_load_time()").fetchone()[0] > before:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"the server did not reload its configuration within {timeout:.0f} s")
 
 
 def default_stack() -> Stack:

@@ -160,3 +160,31 @@ def mutations_source(cluster: str | None) -> str:
     if not cluster:
         return "system.mutations"
     return f"clusterAllReplicas('{validate_identifier(cluster, 'cluster')}', system.mutations)"
+
+
+def statements(text: str) -> list[str]:
+    """The statements of a SQL file: ``--`` comment lines dropped, split on ``;``, whitespace collapsed."""
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [" ".join(part.split()) for part in code.split(";") if part.strip()]
+
+
+def clickhouse_grants(
+    database: str, user: str, *, cluster: bool = False, local_runner: bool = False
+) -> list[str]:
+    """The GRANT statements the DAGs' ClickHouse user needs in one customer database (``clickhouse/grants*.sql``):
+    ``cluster`` adds the Distributed table, ``ON CLUSTER`` and ``clusterAllReplicas``; ``local_runner`` the
+    reference job's INSERT (embedded stack only)."""
+    names = ["grants"]
+    names += ["grants_cluster"] if cluster else []
+    names += ["grants_local_runner"] if local_runner else []
+    names += ["grants_local_runner_cluster"] if cluster and local_runner else []
+    return [stmt for name in names for stmt in statements(clickhouse(name, database=database, user=user))]
+
+
+def postgres_readonly_role(role: str, database: str) -> list[str]:
+    """The statements that make ``role`` the DAGs' read-only Postgres role (``postgres/readonly_role.sql``)."""
+    identifiers = {
+        "role": validate_identifier(role, "role"),
+        "database": validate_identifier(database, "database"),
+    }
+    return statements(Template(_read("postgres/readonly_role.sql")).substitute(identifiers))
