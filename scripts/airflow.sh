@@ -111,19 +111,20 @@ prepare() {
   export AIRFLOW__CORE__PARALLELISM=1
   export LABEL_BACKFILL_DEFERRABLE=false
   export LABEL_BACKFILL_RETRY_DELAY_SECONDS="${LABEL_BACKFILL_RETRY_DELAY_SECONDS:-5}"
-  # Metadata database: "airflow" on the embedded Postgres server (unix socket).
-  local socket_dir
-  socket_dir="$("$REPO/.venv/bin/python" - <<'PY'
-import json, os
+  # Metadata database: "airflow" on the embedded Postgres server (unix socket; the folder's path is
+  # URL-quoted: it may hold spaces or quotes).
+  AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="$("$REPO/.venv/bin/python" - <<'PY'
+import json, os, urllib.parse
 import psycopg
+from psycopg.conninfo import make_conninfo
 host = json.loads(os.environ["AIRFLOW_CONN_POSTGRES_CONVERSATIONS"])["host"]
-with psycopg.connect(f"host={host} user=postgres dbname=postgres", autocommit=True) as conn:
+with psycopg.connect(make_conninfo(host=host, user="postgres", dbname="postgres"), autocommit=True) as conn:
     if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'airflow'").fetchone():
         conn.execute("CREATE DATABASE airflow")
-print(host)
+print("postgresql+psycopg2://postgres@/airflow?host=" + urllib.parse.quote(host, safe="/"))
 PY
 )"
-  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://postgres@/airflow?host=$socket_dir"
+  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN
   # API server: loopback only; tasks reach the execution API there.
   export AIRFLOW__API__HOST=127.0.0.1
   export AIRFLOW__API__PORT="$PORT"

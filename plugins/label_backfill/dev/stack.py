@@ -6,7 +6,9 @@ Postgres keeps running between commands (stop it with ``python -m label_backfill
 chdb is in-process, one process at a time per data directory.
 
 ``python -m label_backfill.dev.stack env`` starts Postgres if needed and prints the environment Airflow
-needs (connections as ``AIRFLOW_CONN_*``, ``LABEL_BACKFILL_JOB_RUNNER=local``), one ``export`` per line.
+needs (connections as ``AIRFLOW_CONN_*``, ``LABEL_BACKFILL_JOB_RUNNER=local``), one ``export`` per line,
+each value quoted for the shell (``scripts/airflow-env.sh`` evaluates them; a folder with a quote or a space
+in its path stays one word).
 
 The stack changes no permission outside its own folders and nobody else reaches its server. We run the
 wheel's ``initdb``/``pg_ctl`` ourselves rather than its ``get_server``, which as root chmods every parent
@@ -289,11 +291,10 @@ class Stack:
                 if result.returncode != 0:
                     tail = log.read_text()[-3000:] if log.exists() else ""
                     raise RuntimeError(f"pg_ctl start failed:\n{result.stdout}\n{result.stderr}\n{tail}")
-        admin = f"host={socket_dir} user={POSTGRES_ROLE} dbname=postgres"
-        with psycopg.connect(admin, autocommit=True) as conn:
+        with psycopg.connect(conninfo_for(socket_dir, "postgres"), autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (POSTGRES_DB,)).fetchone():
                 conn.execute(f"CREATE DATABASE {POSTGRES_DB}")
-        conninfo = f"host={socket_dir} user={POSTGRES_ROLE} dbname={POSTGRES_DB}"
+        conninfo = conninfo_for(socket_dir)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(sql.postgres("schema"))
         return conninfo
@@ -337,7 +338,9 @@ class Stack:
         return clickhouse_connect.get_client(interface="chdb", path=str(self.chdb_path))
 
     def airflow_env(self, conninfo: str) -> dict[str, str]:
-        params = dict(item.split("=", 1) for item in conninfo.split())
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(conninfo)
         postgres = {
             "conn_type": "postgres",
             "host": params["host"],
@@ -359,6 +362,18 @@ class Stack:
 
 def default_stack() -> Stack:
     return Stack(local_dir())
+
+
+def conninfo_for(socket_dir: Path | str, dbname: str = POSTGRES_DB) -> str:
+    """The libpq conninfo of the stack's server: values quoted, so a socket folder may hold spaces or quotes."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(host=str(socket_dir), user=POSTGRES_ROLE, dbname=dbname)
+
+
+def export_lines(env: dict[str, str]) -> str:
+    """``export KEY=VALUE`` lines for ``eval`` in bash, every value quoted with :func:`shlex.quote`."""
+    return "".join(f"export {key}={shlex.quote(value)}\n" for key, value in env.items())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,8 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         print(f"Postgres: {conninfo}\nClickHouse (chdb): {stack.chdb_path}")
     else:
-        for key, value in stack.airflow_env(conninfo).items():
-            print(f"export {key}='{value}'")
+        print(export_lines(stack.airflow_env(conninfo)), end="")
     return 0
 
 
