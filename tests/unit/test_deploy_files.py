@@ -420,6 +420,7 @@ def test_compose_has_the_stack_the_docs_describe():
     assert services["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     seed = " ".join(services["seed"]["command"])
     assert "label_backfill.dev.simulate" in seed and "--clickhouse-cluster" in seed
+    assert "--force-non-embedded" in seed  # the simulator refuses the compose databases otherwise
 
 
 # (mutation, check, text the problems must contain)

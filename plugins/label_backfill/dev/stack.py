@@ -251,6 +251,15 @@ class Stack:
                 "\n# label-backfill embedded stack\nlisten_addresses = ''\nunix_socket_permissions = 0700\n"
             )
 
+    def recorded_socket_dir(self) -> Path | None:
+        """The socket folder the server recorded in ``postmaster.pid`` (None: no server started here). Cheap
+        (no ``pg_ctl``); for telling whether a connection goes to this stack's server."""
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return None
+        return Path(lines[4]) if len(lines) > 4 and lines[4] else None
+
     def _running_socket_dir(self, programs: _Programs) -> Path | None:
         """The socket folder of this stack's running server, or None."""
         status = programs.run("pg_ctl", "status", "-D", str(self.pgdata), cwd=self.server_home)
