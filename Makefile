@@ -2,11 +2,14 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml jobs/label_conversations/pyproject.toml | md5sum | cut -c1-12)
+LOCKS := requirements-tools.lock requirements-dev.lock
+STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) pyproject.toml jobs/label_conversations/pyproject.toml | md5sum | cut -c1-12)
+# Every install is hash-checked from a lock file written by `make lock` (scripts/lock.sh), wheels only.
+PIP_LOCKED := $(BIN)/python -m pip install --quiet --require-hashes --only-binary :all:
 # `python3 -m venv` needs ensurepip, which Debian ships apart from python3 (package python3-venv).
 VENV_APT := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv
 
-.PHONY: setup venv test test-package test-ui test-unit test-integration lint demo bench airflow clean stack-down
+.PHONY: setup venv tools lock test test-package test-ui test-unit test-integration lint demo bench airflow clean stack-down
 
 setup: $(STAMP)
 
@@ -23,11 +26,24 @@ venv:
 	    fi; }; \
 	  $(PYTHON) -m venv --clear $(VENV); }
 
+# pip, setuptools and uv from requirements-tools.lock (hash-checked; the new pip then installs the rest).
+tools: venv
+	$(PIP_LOCKED) -r requirements-tools.lock
+
+# The locks must match the requirements files (else: `make lock`); then the dev lock, every package pinned
+# with its hashes; then the two projects editable, built by the locked setuptools (no build isolation: an
+# isolated build would fetch setuptools unchecked) from local files only.
 $(STAMP): | venv
-	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e . -e jobs/label_conversations
+	@$(PYTHON) scripts/check-locks.py
+	$(MAKE) --no-print-directory tools
+	$(PIP_LOCKED) -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --no-index -e . -e jobs/label_conversations
 	@rm -f $(VENV)/.installed-*; touch $@
+
+# Rewrite every *.lock from the requirements files (after editing one of them): see scripts/lock.sh.
+# LOCK_ARGS=--upgrade moves every package to its newest version; by default the locked versions stay.
+lock: tools
+	bash scripts/lock.sh
 
 lint: setup
 	$(BIN)/ruff check .
@@ -53,7 +69,7 @@ demo: setup
 test-ui: setup
 	@command -v chromium >/dev/null || { test "$$(id -u)" = 0 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
 	  || { echo "chromium missing: sudo apt-get install -y chromium chromium-driver"; exit 1; }
-	$(BIN)/python -m pip install --quiet -r requirements-ui.txt -c constraints.txt
+	$(PIP_LOCKED) -r requirements-ui.lock
 	$(BIN)/pytest -m ui tests/ui
 
 # Airflow 3 UI on the embedded stack: http://127.0.0.1:8080, admin / admin (see README).

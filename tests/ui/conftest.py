@@ -72,7 +72,7 @@ def browser(chromium_path: str) -> Iterator[object]:
     except ImportError:
         pytest.fail(
             "the Python playwright package is missing: "
-            ".venv/bin/pip install -r requirements-ui.txt -c constraints.txt",
+            ".venv/bin/pip install --require-hashes --only-binary :all: -r requirements-ui.lock",
             pytrace=False,
         )
     with sync_playwright() as pw:

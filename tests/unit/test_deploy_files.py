@@ -48,6 +48,8 @@ REPLICATED_DDL = REPO / "plugins" / "label_backfill" / "sql" / "clickhouse" / "c
 CLICKHOUSE_SERVER_IMAGE = "clickhouse/clickhouse-server"
 CLICKHOUSE_KEEPER_IMAGE = "clickhouse/clickhouse-keeper"
 K3S_IMAGE = "rancher/k3s"
+# Every pip install of a dependency in the images: hash-checked from a lock written by `make lock`, wheels only.
+LOCKED_INSTALL = "pip install --no-cache-dir --require-hashes --only-binary :all: -r "
 # Macros ClickHouse fills in by itself in a Replicated engine's arguments.
 BUILTIN_MACROS = {"database", "table", "uuid"}
 
@@ -532,6 +534,36 @@ def dockerfile_problems(text: str, context: Path) -> list[str]:
     users = [ins.args for ins in instructions if ins.keyword == "USER"]
     if not users or users[-1].split(":")[0] in ("root", "0"):
         problems.append("the image must end with a non-root USER")
+    problems += pip_problems(instructions)
+    return problems
+
+
+def pip_problems(instructions: list[Instruction]) -> list[str]:
+    """Every package pip fetches is hash-checked: installs come from a lock with --require-hashes (wheels
+    only), or are this build's own wheels with --no-deps; wheels are built without build isolation (an
+    isolated build fetches its backend unchecked)."""
+    problems = []
+    for ins in instructions:
+        if ins.keyword != "RUN":
+            continue
+        for command in re.split(r"&&|;", ins.args):
+            words = command.split()
+            if "pip" not in words:
+                continue
+            verb = words[words.index("pip") + 1] if words.index("pip") + 1 < len(words) else ""
+            if verb == "install":
+                locked = (
+                    "--require-hashes" in words
+                    and "--only-binary" in words
+                    and any(w.endswith(".lock") for w in words)
+                )
+                local_wheels = "--no-deps" in words and all(
+                    w.endswith(".whl") for w in words[words.index("install") + 1 :] if not w.startswith("-")
+                )
+                if not (locked or local_wheels):
+                    problems.append(f"pip install is not hash-checked from a lock: {command.strip()}")
+            elif verb == "wheel" and not {"--no-deps", "--no-build-isolation"} <= set(words):
+                problems.append(f"pip wheel must use --no-deps --no-build-isolation: {command.strip()}")
     return problems
 
 
@@ -574,19 +606,20 @@ def test_airflow_dockerfile_installs_the_wheel_with_the_production_requirements(
             if ins.keyword == "COPY"
         ]
 
-    # build: the wheels, no dependencies
+    # build: the hash-checked build backend, then the wheels with it (no isolation), no dependencies
     runs = [ins.args for ins in stages["build"] if ins.keyword == "RUN"]
-    assert any("pip wheel" in run and "--no-deps" in run for run in runs)
-    # production: requirements.txt with the constraints, then the wheel; of the working tree only the
-    # dependency files and dags/ (no editable install, no plugins/ or jobs/ copied)
+    assert runs[0] == LOCKED_INSTALL + "requirements-tools.lock"
+    assert any("pip wheel" in run and "--no-deps" in run and "--no-build-isolation" in run for run in runs)
+    # production: requirements.lock (hash-checked), then the wheel; of the working tree only the lock
+    # and dags/ (no editable install, no plugins/ or jobs/ copied)
     runs = [(i, ins.args) for i, ins in enumerate(stages["production"]) if ins.keyword == "RUN"]
     pip_runs = [(i, args) for i, args in runs if "pip install" in args]
     assert [args for _, args in pip_runs] == [
-        "pip install --no-cache-dir -r requirements.txt -c constraints.txt",
+        LOCKED_INSTALL + "requirements.lock",
         "pip install --no-cache-dir --no-deps /opt/airflow/wheels/label_backfill-*.whl",
     ]
     assert copies("production") == [
-        ["requirements.txt", "constraints.txt", "./"],
+        ["requirements.lock", "./"],
         ["--from=build", "/opt/airflow/wheels/label_backfill-*.whl", "/opt/airflow/wheels/"],
         ["dags", "./dags"],
     ]
@@ -597,12 +630,13 @@ def test_airflow_dockerfile_installs_the_wheel_with_the_production_requirements(
                 user = [i.args for i in stages[stage][:index] if i.keyword == "USER"]
                 assert user and user[-1] == "airflow", (stage, ins.args)
     assert [i.args for i in stages["production"] if i.keyword == "USER"][-1] == "airflow"
-    # laptop: production (same user) + the reference job with its own requirements and the constraints
+    # laptop: production (same user) + the reference job from its own lock, hash-checked
     laptop_runs = [ins.args for ins in stages["laptop"] if ins.keyword == "RUN"]
-    assert any(
-        "job-requirements.txt" in run and "-c /opt/airflow/project/constraints.txt" in run
-        for run in laptop_runs
-    )
+    assert LOCKED_INSTALL + "/opt/airflow/project/job-requirements.lock" in laptop_runs
+    assert [
+        "jobs/label_conversations/requirements.lock",
+        "/opt/airflow/project/job-requirements.lock",
+    ] in copies("laptop")
     assert any("label_conversations-*.whl" in run for run in laptop_runs)
     env = dict(
         item.split("=", 1) for ins in instructions if ins.keyword == "ENV" for item in ins.args.split()
@@ -637,6 +671,11 @@ def test_job_dockerfile_runs_the_reference_job_as_the_cronjob_user():
     assert instructions[0].args.startswith("python:3.11-slim")
     entry = [json.loads(ins.args) for ins in instructions if ins.keyword in ("ENTRYPOINT", "CMD")]
     assert ["python", "-m", "label_conversations"] in entry
+    # its dependencies: the job's own lock, hash-checked (make lock writes it from requirements.txt)
+    assert [ins.args for ins in instructions if ins.keyword == "RUN" and "pip" in ins.args][0] == (
+        LOCKED_INSTALL + "requirements.lock"
+    )
+    assert "requirements.lock ./" in [ins.args for ins in instructions if ins.keyword == "COPY"]
     cronjob = _find(k8s_docs(), "CronJob")
     pod_security = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["securityContext"]
     user = [ins.args for ins in instructions if ins.keyword == "USER"][-1]
@@ -652,6 +691,10 @@ DOCKERFILE_BREAKAGES = [
     ("FROM python:3.11-slim\nENTRYPOINT [python, -m]\nUSER 1\n", "not valid JSON"),
     ("FROM python:3.11-slim\nRUN true\n", "non-root USER"),
     ("FROM python:3.11-slim\nCOPPY a b\nUSER 1\n", "unknown instruction"),
+    ("FROM python:3.11-slim\nRUN pip install requests==2.32.0\nUSER 1\n", "not hash-checked"),
+    ("FROM python:3.11-slim\nRUN pip install --require-hashes -r requirements.txt\nUSER 1\n", "not hash-checked"),
+    ("FROM python:3.11-slim\nRUN true && pip install --no-deps requests\nUSER 1\n", "not hash-checked"),
+    ("FROM python:3.11-slim\nRUN pip wheel --no-deps .\nUSER 1\n", "--no-build-isolation"),
 ]  # fmt: skip
 
 
