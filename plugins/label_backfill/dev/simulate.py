@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from label_conversations.job import JobConfig, connect_postgres, run
 from pyarrow import csv as pa_csv
 
 from label_backfill.clickhouse import LabelTable, read_table_name
-from label_backfill.dev.stack import Stack, default_stack
+from label_backfill.dev.stack import PRIVATE_UMASK, Stack, default_stack
 from label_backfill.naming import DayRange, database_name, utc_midnight
 
 FORCE_FLAG = "--force-non-embedded"
@@ -354,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         "and DROPS their ClickHouse databases there)",
     )
     args = parser.parse_args(argv)
+    os.umask(PRIVATE_UMASK)  # the chdb files it writes: the owner's only
     stack = default_stack()
     if not args.force_non_embedded:  # refuse before connecting anywhere
         problems = []

@@ -59,6 +59,9 @@ SERVER_USER = "embedded_postgres"
 ROOT_BASE = Path("/var/lib/label-backfill")
 SOCKET_NAME = ".s.PGSQL.5432"
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the final NUL
+# The dev commands (stack, simulate, bench) and scripts/airflow-env.sh write with this umask: the embedded
+# data, airflow.db and reports are readable by their owner only on a shared host.
+PRIVATE_UMASK = 0o077
 
 
 def local_dir() -> Path:
@@ -207,7 +210,7 @@ class Stack:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """One process at a time starts or stops this stack's server."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(self.root / ".postgres.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
@@ -343,7 +346,7 @@ class Stack:
     def clickhouse_client(self) -> Any:
         import clickhouse_connect
 
-        self.chdb_path.mkdir(parents=True, exist_ok=True)
+        self.chdb_path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return clickhouse_connect.get_client(interface="chdb", path=str(self.chdb_path))
 
     def airflow_env(self, conninfo: str) -> dict[str, str]:
@@ -395,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         help="clean: stop Postgres and delete its data (as root also under /var/lib/label-backfill)",
     )
     args = parser.parse_args(argv)
+    os.umask(PRIVATE_UMASK)
     stack = default_stack()
     if args.command == "down":
         stack.stop_postgres()
