@@ -72,7 +72,7 @@ test-ui: setup
 	$(PIP_LOCKED) -r requirements-ui.lock
 	$(BIN)/pytest -m ui tests/ui
 
-# Airflow 3 UI on the embedded stack: http://127.0.0.1:8080, admin / admin (see README).
+# Airflow 3 UI on the embedded stack: http://127.0.0.1:8080, user admin, password in .local/airflow-ui-password.
 airflow: setup
 	bash scripts/airflow.sh
 
