@@ -9,7 +9,7 @@ PIP_LOCKED := $(BIN)/python -m pip install --quiet --require-hashes --only-binar
 # `python3 -m venv` needs ensurepip, which Debian ships apart from python3 (package python3-venv).
 VENV_APT := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv
 
-.PHONY: setup venv tools lock test test-package test-ui test-unit test-integration lint demo bench airflow clean stack-down
+.PHONY: setup venv tools lock compose-env test test-package test-ui test-unit test-integration lint demo bench airflow clean stack-down
 
 setup: $(STAMP)
 
@@ -75,6 +75,11 @@ test-ui: setup
 # Airflow 3 UI on the embedded stack: http://127.0.0.1:8080, user admin, password in .local/airflow-ui-password.
 airflow: setup
 	bash scripts/airflow.sh
+
+# The compose stack's secrets (Fernet key, JWT and API secrets, Postgres and admin passwords): .env, 0600,
+# random per checkout, kept when present (docs/deployment.md).
+compose-env:
+	$(PYTHON) scripts/compose-env.py
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py

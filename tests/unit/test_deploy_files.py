@@ -475,6 +475,204 @@ def test_compose_checks_catch_breakage(mutate, check, expected):
 
 
 # --------------------------------------------------------------------------------------------------
+# (a) docker-compose.yaml: no fixed secrets (issue 12)
+# --------------------------------------------------------------------------------------------------
+
+COMPOSE_ENV_SCRIPT = REPO / "scripts" / "compose-env.py"
+# What `make compose-env` generates into .env, per checkout; compose names each as ${NAME:?...}.
+GENERATED_SECRETS = {
+    "AIRFLOW_FERNET_KEY",
+    "AIRFLOW_JWT_SECRET",
+    "AIRFLOW_API_SECRET_KEY",
+    "AIRFLOW_DB_PASSWORD",
+    "AIRFLOW_ADMIN_PASSWORD",
+}
+# service environment key -> the .env variable it must be (nothing else)
+SECRET_SETTINGS = {
+    "AIRFLOW__CORE__FERNET_KEY": "AIRFLOW_FERNET_KEY",
+    "AIRFLOW__API_AUTH__JWT_SECRET": "AIRFLOW_JWT_SECRET",
+    "AIRFLOW__API__SECRET_KEY": "AIRFLOW_API_SECRET_KEY",
+    "POSTGRES_PASSWORD": "AIRFLOW_DB_PASSWORD",
+    "AIRFLOW_ADMIN_PASSWORD": "AIRFLOW_ADMIN_PASSWORD",
+}
+# the values this file once published
+PUBLISHED = (
+    "Z68OEewnj-LFBZkpsCyEhpiGo-qf_tHAo2Mn0UZAJV8=",
+    "label-backfill-dev-jwt-secret",
+    "label-backfill-dev-api-secret",
+    "airflow:airflow@",
+    "AIRFLOW_ADMIN_PASSWORD:-",
+)
+REFERENCE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)((?::?[-?+])[^}]*)?\}")
+
+
+def required_reference(value: str) -> str | None:
+    """The variable of a value that is exactly ``${NAME:?message}``, else None."""
+    match = REFERENCE.fullmatch(value)
+    return match.group(1) if match and (match.group(2) or "").startswith(":?") else None
+
+
+def secret_problems(data: dict[str, Any]) -> list[str]:
+    problems = []
+    for name, svc in data["services"].items():
+        env = {k: str(v) for k, v in (svc.get("environment") or {}).items()}
+        for key, value in env.items():
+            if key in SECRET_SETTINGS:
+                if required_reference(value) != SECRET_SETTINGS[key]:
+                    problems.append(
+                        f"{name}: {key} must be ${{{SECRET_SETTINGS[key]}:?...}} from .env, not {value!r}"
+                    )
+            elif re.search(r"(PASSWORD|SECRET|SECRET_KEY|FERNET_KEY|TOKEN)$", key) and not required_reference(
+                value
+            ):
+                problems.append(f"{name}: {key} holds a literal secret")
+        if conn := env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+            userinfo = re.match(r"[a-z0-9+]+://([^@/]*)@", conn)  # urlsplit trips on the ${...:?message}
+            password = userinfo.group(1).partition(":")[2] if userinfo else ""
+            if required_reference(password) != "AIRFLOW_DB_PASSWORD":
+                problems.append(
+                    f"{name}: AIRFLOW__DATABASE__SQL_ALCHEMY_CONN's password is not ${{AIRFLOW_DB_PASSWORD:?...}}"
+                )
+    for service in (
+        "airflow-scheduler",
+        "airflow-apiserver",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-init",
+    ):
+        env = data["services"][service].get("environment") or {}
+        for key in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY"):
+            if key not in env:
+                problems.append(f"{service}: no {key} (every component needs the same one)")
+    used = set()
+    for text in all_strings(data):
+        for match in REFERENCE.finditer(text):
+            variable, modifier = match.group(1), match.group(2) or ""
+            used.add(variable)
+            if variable in GENERATED_SECRETS and not modifier.startswith(":?"):
+                problems.append(
+                    f"${{{variable}{modifier}}}: a secret needs ${{{variable}:?...}} (no default)"
+                )
+            elif variable not in GENERATED_SECRETS:
+                problems.append(f"${{{variable}}} is not a variable make compose-env generates")
+    problems += [f"{v} is generated but never used" for v in sorted(GENERATED_SECRETS - used)]
+    text = yaml.safe_dump(data)
+    problems += [f"the published value {v!r} is still in the file" for v in PUBLISHED if v in text]
+    return problems
+
+
+def generate_env(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["python3", str(COMPOSE_ENV_SCRIPT)],
+        env={"PATH": "/usr/bin:/bin", "COMPOSE_ENV_FILE": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def read_env(path: Path) -> dict[str, str]:
+    pairs = (
+        line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#")
+    )
+    return {k: v for k, v in pairs}
+
+
+def interpolate(data: Any, env: dict[str, str]) -> Any:
+    """Compose's substitution of ${NAME:?message} ($$ stays a literal $), enough for this file."""
+    if isinstance(data, dict):
+        return {k: interpolate(v, env) for k, v in data.items()}
+    if isinstance(data, list):
+        return [interpolate(v, env) for v in data]
+    if not isinstance(data, str):
+        return data
+
+    def value(match: re.Match[str]) -> str:
+        if match.group(1) not in env:
+            raise KeyError(f"required variable {match.group(1)} is missing a value: {match.group(2)[2:]}")
+        return env[match.group(1)]
+
+    return REFERENCE.sub(value, data)
+
+
+def test_compose_holds_no_fixed_secret():
+    assert secret_problems(compose()) == []
+
+
+def test_compose_env_generates_private_random_secrets_and_keeps_them(tmp_path):
+    from cryptography.fernet import Fernet
+
+    env_file = tmp_path / ".env"
+    first = generate_env(env_file)
+    values = read_env(env_file)
+    assert set(values) == GENERATED_SECRETS
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    assert all(v not in first.stdout + first.stderr for v in values.values()), "a value was printed"
+    Fernet(values["AIRFLOW_FERNET_KEY"].encode())  # a valid Fernet key
+    assert all(len(v) >= 24 for v in values.values())
+    assert (
+        urlsplit(f"postgresql://airflow:{values['AIRFLOW_DB_PASSWORD']}@postgres/airflow").password
+        == (values["AIRFLOW_DB_PASSWORD"])
+    )
+    # re-run: nothing changes; another checkout: other values; a set value is kept, the missing added
+    again = generate_env(env_file)
+    assert read_env(env_file) == values and "nothing changed" in again.stdout
+    other = tmp_path / "other.env"
+    generate_env(other)
+    assert all(read_env(other)[k] != values[k] for k in values)
+    partial = tmp_path / "partial.env"
+    partial.write_text("AIRFLOW_ADMIN_PASSWORD=my-own-choice\n")
+    partial.chmod(0o644)
+    generate_env(partial)
+    assert read_env(partial)["AIRFLOW_ADMIN_PASSWORD"] == "my-own-choice"
+    assert set(read_env(partial)) == GENERATED_SECRETS
+    assert oct(partial.stat().st_mode & 0o777) == "0o600"
+
+
+def test_compose_interpolates_the_generated_env_and_refuses_without_it(tmp_path):
+    generate_env(tmp_path / ".env")
+    env = read_env(tmp_path / ".env")
+    data = interpolate(compose(), env)
+    scheduler = data["services"]["airflow-scheduler"]["environment"]
+    assert scheduler["AIRFLOW__CORE__FERNET_KEY"] == env["AIRFLOW_FERNET_KEY"]
+    assert urlsplit(scheduler["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).password == env["AIRFLOW_DB_PASSWORD"]
+    assert data["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == env["AIRFLOW_DB_PASSWORD"]
+    assert compose_schema_problems(data) == []
+    with pytest.raises(KeyError, match="run make compose-env"):
+        interpolate(compose(), {})
+
+
+def test_env_file_stays_out_of_git_and_of_the_build_context():
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=REPO, check=False)
+    assert ignored.returncode == 0, ".env is not git-ignored"
+    dockerignore = (AIRFLOW_DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().split()
+    assert ".env" in dockerignore
+    assert "compose-env:\n\t$(PYTHON) scripts/compose-env.py" in (REPO / "Makefile").read_text()
+
+
+SECRET_BREAKAGES = [
+    lambda d: d["services"]["airflow-scheduler"]["environment"].update(
+        AIRFLOW__CORE__FERNET_KEY="Z68OEewnj-LFBZkpsCyEhpiGo-qf_tHAo2Mn0UZAJV8="),
+    lambda d: d["services"]["postgres"]["environment"].update(POSTGRES_PASSWORD="airflow"),
+    lambda d: d["services"]["airflow-init"]["environment"].update(AIRFLOW_ADMIN_PASSWORD="${AIRFLOW_ADMIN_PASSWORD:-admin}"),
+    lambda d: d["services"]["airflow-triggerer"]["environment"].update(
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://airflow:airflow@postgres:5432/airflow"),
+    lambda d: d["services"]["airflow-apiserver"]["environment"].pop("AIRFLOW__API_AUTH__JWT_SECRET"),
+    lambda d: d["services"]["seed"]["environment"].update(SEED_API_TOKEN="abc123"),
+    lambda d: d["services"]["seed"]["environment"].update(SEED_SCALE="${SEED_SCALE_FROM_HOST:?x}"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("mutate", SECRET_BREAKAGES)
+def test_secret_check_catches_breakage(mutate):
+    data = compose()
+    assert secret_problems(data) == []
+    mutate(data)
+    assert secret_problems(data) != []
+
+
+# --------------------------------------------------------------------------------------------------
 # (a) Dockerfiles
 # --------------------------------------------------------------------------------------------------
 
