@@ -9,7 +9,7 @@ PIP_LOCKED := $(BIN)/python -m pip install --quiet --require-hashes --only-binar
 # `python3 -m venv` needs ensurepip, which Debian ships apart from python3 (package python3-venv).
 VENV_APT := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv
 
-.PHONY: setup venv tools lock compose-env test test-package test-ui test-unit test-integration lint demo bench airflow clean stack-down
+.PHONY: setup venv tools lock compose-env pin-images test test-package test-ui test-unit test-integration lint demo bench airflow clean stack-down
 
 setup: $(STAMP)
 
@@ -80,6 +80,10 @@ airflow: setup
 # random per checkout, kept when present (docs/deployment.md).
 compose-env:
 	$(PYTHON) scripts/compose-env.py
+
+# Pin every compose image and Dockerfile base image by digest (needs a reachable registry; see the script).
+pin-images:
+	$(PYTHON) scripts/pin-images.py
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py

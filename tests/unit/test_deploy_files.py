@@ -90,11 +90,17 @@ def k8s_docs() -> list[tuple[str, dict[str, Any]]]:
     return copy.deepcopy(list(_k8s_docs()))
 
 
+def image_repository(ref: str) -> str:
+    """``name`` of ``name:tag`` or ``name:tag@sha256:...`` (scripts/pin-images.py pins by digest)."""
+    ref = ref.split("@", 1)[0]
+    return ref.rsplit(":", 1)[0] if ":" in ref.rsplit("/", 1)[-1] else ref
+
+
 def services_with_image(data: dict[str, Any], image_repo: str) -> dict[str, dict[str, Any]]:
     return {
         name: svc
         for name, svc in data["services"].items()
-        if str(svc.get("image", "")).rsplit(":", 1)[0] == image_repo
+        if image_repository(str(svc.get("image", ""))) == image_repo
     }
 
 
@@ -790,11 +796,11 @@ def test_airflow_dockerfile_installs_the_wheel_with_the_production_requirements(
     pinned = re.search(r"^apache-airflow==(\S+)$", (REPO / "requirements.txt").read_text(), re.M)
     assert pinned, "requirements.txt pins apache-airflow"
     base = f"apache/airflow:{pinned.group(1)}-python3.11"
-    assert [ins.args for ins in instructions if ins.keyword == "FROM"] == [
-        f"{base} AS build",
-        f"{base} AS production",
-        "production AS laptop",
-    ]
+    digest = r"(@sha256:[0-9a-f]{64})?"  # scripts/pin-images.py adds it where a registry is reachable
+    froms = [ins.args for ins in instructions if ins.keyword == "FROM"]
+    assert len(froms) == 3 and froms[2] == "production AS laptop"
+    assert re.fullmatch(re.escape(base) + digest + " AS build", froms[0]), froms[0]
+    assert re.fullmatch(re.escape(base) + digest + " AS production", froms[1]), froms[1]
 
     def copies(stage: str) -> list[list[str]]:
         """Each COPY of the stage as [sources..., dest], --from=... kept as the first word."""
@@ -922,7 +928,7 @@ def kubernetes_version(data: dict[str, Any]) -> str:
     (k3s,) = [
         svc["image"] for svc in data["services"].values() if svc.get("image", "").startswith(K3S_IMAGE + ":")
     ][:1]
-    match = re.fullmatch(rf"{re.escape(K3S_IMAGE)}:v(\d+)\.(\d+)\.\d+-k3s\d+", k3s)
+    match = re.fullmatch(rf"{re.escape(K3S_IMAGE)}:v(\d+)\.(\d+)\.\d+-k3s\d+(@sha256:[0-9a-f]{{64}})?", k3s)
     assert match, f"unexpected k3s image tag {k3s}"
     return f"{match.group(1)}.{match.group(2)}.0"
 
