@@ -66,9 +66,11 @@ demo: setup
 	bash scripts/demo.sh
 
 # Browser test: Debian's chromium driven by Playwright (no browser download); CI runs it after make test.
+# chromium, -common, -driver and -sandbox pinned to this version (scripts/ensure-chromium.sh installs it as
+# root); when Debian retires it, `apt-cache policy chromium` lists the versions to pick from.
+CHROMIUM_VERSION ?= 150.0.7871.100-1~deb12u1
 test-ui: setup
-	@command -v chromium >/dev/null || { test "$$(id -u)" = 0 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
-	  || { echo "chromium missing: sudo apt-get install -y chromium chromium-driver"; exit 1; }
+	@bash scripts/ensure-chromium.sh "$(CHROMIUM_VERSION)"
 	$(PIP_LOCKED) -r requirements-ui.lock
 	$(BIN)/pytest -m ui tests/ui
 
