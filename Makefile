@@ -9,9 +9,13 @@ PIP_LOCKED := $(BIN)/python -m pip install --quiet --require-hashes --only-binar
 # `python3 -m venv` needs ensurepip, which Debian ships apart from python3 (package python3-venv).
 VENV_APT := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv
 
-.PHONY: setup venv tools lock compose-env pin-images test test-package test-ui test-unit test-integration lint demo bench airflow clean stack-down
+.PHONY: setup check-locks venv tools lock compose-env pin-images test test-package test-ui test-unit test-integration lint demo bench airflow clean stack-down
 
-setup: $(STAMP)
+setup: check-locks $(STAMP)
+
+# The locks must match the requirements files (else: `make lock`); checked on every setup (stdlib, instant).
+check-locks:
+	@$(PYTHON) scripts/check-locks.py
 
 # A venv whose pip works (a failed `python3 -m venv` without ensurepip leaves one without pip: redone).
 # No ensurepip: as root install python3-venv (like test-ui does for chromium), else stop with the command.
@@ -30,11 +34,9 @@ venv:
 tools: venv
 	$(PIP_LOCKED) -r requirements-tools.lock
 
-# The locks must match the requirements files (else: `make lock`); then the dev lock, every package pinned
-# with its hashes; then the two projects editable, built by the locked setuptools (no build isolation: an
-# isolated build would fetch setuptools unchecked) from local files only.
-$(STAMP): | venv
-	@$(PYTHON) scripts/check-locks.py
+# The dev lock, every package pinned with its hashes; then the two projects editable, built by the locked
+# setuptools (no build isolation: an isolated build would fetch setuptools unchecked) from local files only.
+$(STAMP): | check-locks venv
 	$(MAKE) --no-print-directory tools
 	$(PIP_LOCKED) -r requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --no-index -e . -e jobs/label_conversations

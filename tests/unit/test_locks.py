@@ -140,6 +140,7 @@ def test_every_pip_install_in_the_makefile_is_hash_checked():
     assert installs == [
         "$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --no-index -e . -e jobs/label_conversations"
     ]
+    assert re.search(r"^setup: check-locks \$\(STAMP\)$", makefile, re.M), "every setup checks the locks"
     locked = re.findall(r"\$\(PIP_LOCKED\) -r (\S+)", makefile)
     assert locked == ["requirements-tools.lock", "requirements-dev.lock", "requirements-ui.lock"]
     assert re.search(r"^lock: tools\n\tbash scripts/lock.sh$", makefile, re.M)
