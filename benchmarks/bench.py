@@ -76,6 +76,7 @@ def task_phases(env: dict[str, str], dag_id: str) -> dict[str, float]:
 
 
 def main() -> int:
+    os.umask(0o077)  # like scripts/airflow-env.sh: the bench's data, airflow.db and reports are private
     LOCAL.mkdir(parents=True, exist_ok=True)
     env = stack_env()
     results: list[dict] = []

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # make airflow: the Airflow UI on the embedded stack (embedded Postgres + chdb), http://127.0.0.1:8080,
-# login admin / admin.
+# login admin with the password in $LABEL_BACKFILL_LOCAL_DIR/airflow-ui-password (.local/; mode 0600,
+# a random one written on the first start).
 #
 #   scripts/airflow.sh               run in the foreground; Ctrl-C (or SIGTERM) stops every component
 #   scripts/airflow.sh --background  start detached, wait until healthy, return (alias: start)
 #   scripts/airflow.sh stop          stop a background (or orphaned) instance
 #   scripts/airflow.sh status        print whether it runs and where
+#   scripts/airflow.sh set-password  read a new UI password from stdin into the password file
+#
+# The password is only ever in that file and in SimpleAuthManager's own 0600 file under AIRFLOW_HOME: never
+# in an environment variable, on a command line (/proc/*/cmdline is world-readable) or in any output.
 #
 # Components: api-server (127.0.0.1 only), scheduler, dag-processor, triggerer; LocalExecutor;
 # metadata database "airflow" on the embedded Postgres server (four processes plus task processes write
@@ -19,22 +24,59 @@
 # Deferrable mode stays off for the same reason (the triggerer would open chdb next to a task).
 #
 # Environment (all optional):
-#   AIRFLOW_PORT (8080)  AIRFLOW_UI_USER (admin)  AIRFLOW_UI_PASSWORD (admin)
+#   AIRFLOW_PORT (8080)  AIRFLOW_UI_USER (admin)  AIRFLOW_UI_PASSWORD_FILE ($LABEL_BACKFILL_LOCAL_DIR/airflow-ui-password)
 #   AIRFLOW_READY_TIMEOUT (180 s, --background)  LABEL_BACKFILL_LOCAL_DIR (.local)  AIRFLOW_HOME
 #   LABEL_BACKFILL_RETRY_DELAY_SECONDS (5 here)  LABEL_BACKFILL_LOCAL_FAIL_DAYS / _ATTEMPTS (fault injection)
 # Files: $LABEL_BACKFILL_LOCAL_DIR/airflow.pids, component logs in $AIRFLOW_HOME/run/*.log.
 set -euo pipefail
+umask 077 # everything this script and Airflow write is the owner's only (see scripts/airflow-env.sh)
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 SELF="$REPO/scripts/airflow.sh"
 LOCAL="$(mkdir -p "${LABEL_BACKFILL_LOCAL_DIR:-$REPO/.local}" && cd "${LABEL_BACKFILL_LOCAL_DIR:-$REPO/.local}" && pwd)"
 export LABEL_BACKFILL_LOCAL_DIR="$LOCAL"
 PIDS="$LOCAL/airflow.pids"
+PASSWORD_FILE="${AIRFLOW_UI_PASSWORD_FILE:-$LOCAL/airflow-ui-password}"
 PORT="${AIRFLOW_PORT:-8080}"
 URL="http://127.0.0.1:$PORT"
 COMPONENTS=(api-server scheduler dag-processor triggerer)
 
 say() { echo "[airflow.sh] $*"; }
+
+# The UI password file: created with a random password when missing; refused when others may read it.
+ensure_password_file() {
+  if [[ -n "${AIRFLOW_UI_PASSWORD:-}" ]]; then
+    say "AIRFLOW_UI_PASSWORD is not read (an environment variable reaches every child process): write the" \
+      "password to $PASSWORD_FILE (scripts/airflow.sh set-password reads it from stdin) and unset it"
+    exit 1
+  fi
+  if [[ ! -e "$PASSWORD_FILE" ]]; then
+    (umask 077 && "$REPO/.venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(18))' > "$PASSWORD_FILE")
+    say "generated a random UI password in $PASSWORD_FILE"
+  fi
+  local mode owner
+  read -r mode owner < <(stat -L -c '%a %u' "$PASSWORD_FILE")
+  if ((8#$mode & 8#077)) || [[ "$owner" != "$(id -u)" ]]; then
+    say "$PASSWORD_FILE must be yours with mode 0600 (it is $mode, uid $owner): chmod 600 $PASSWORD_FILE"
+    exit 1
+  fi
+  [[ -s "$PASSWORD_FILE" ]] || { say "$PASSWORD_FILE is empty"; exit 1; }
+}
+
+set_password() {
+  # The password comes from stdin (not echoed on a terminal) and reaches the file through bash builtins only.
+  local password=""
+  if [[ -t 0 ]]; then
+    read -rsp "New Airflow UI password for ${AIRFLOW_UI_USER:-admin}: " password
+    echo
+  else
+    IFS= read -r password || true
+  fi
+  [[ -n "$password" ]] || { say "no password on stdin; nothing changed"; exit 1; }
+  (umask 077 && printf '%s\n' "$password" > "$PASSWORD_FILE.new") && mv -f "$PASSWORD_FILE.new" "$PASSWORD_FILE"
+  chmod 600 "$PASSWORD_FILE"
+  say "password saved in $PASSWORD_FILE (mode 0600); it applies from the next start"
+}
 
 # A zombie is not alive (here PID 1 may take a while to reap orphans killed with -9).
 alive() { [[ -n "${1:-}" ]] && ps -o stat= -p "$1" 2>/dev/null | grep -qv '^Z'; }
@@ -111,33 +153,44 @@ prepare() {
   export AIRFLOW__CORE__PARALLELISM=1
   export LABEL_BACKFILL_DEFERRABLE=false
   export LABEL_BACKFILL_RETRY_DELAY_SECONDS="${LABEL_BACKFILL_RETRY_DELAY_SECONDS:-5}"
-  # Metadata database: "airflow" on the embedded Postgres server (unix socket).
-  local socket_dir
-  socket_dir="$("$REPO/.venv/bin/python" - <<'PY'
-import json, os
+  # Metadata database: "airflow" on the embedded Postgres server (unix socket; the folder's path is
+  # URL-quoted: it may hold spaces or quotes).
+  AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="$("$REPO/.venv/bin/python" - <<'PY'
+import json, os, urllib.parse
 import psycopg
+from psycopg.conninfo import make_conninfo
 host = json.loads(os.environ["AIRFLOW_CONN_POSTGRES_CONVERSATIONS"])["host"]
-with psycopg.connect(f"host={host} user=postgres dbname=postgres", autocommit=True) as conn:
+with psycopg.connect(make_conninfo(host=host, user="postgres", dbname="postgres"), autocommit=True) as conn:
     if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'airflow'").fetchone():
         conn.execute("CREATE DATABASE airflow")
-print(host)
+print("postgresql+psycopg2://postgres@/airflow?host=" + urllib.parse.quote(host, safe="/"))
 PY
 )"
-  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://postgres@/airflow?host=$socket_dir"
+  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN
   # API server: loopback only; tasks reach the execution API there.
   export AIRFLOW__API__HOST=127.0.0.1
   export AIRFLOW__API__PORT="$PORT"
   export AIRFLOW__API__WORKERS=1
   export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="$URL/execution/"
-  # Login: SimpleAuthManager with a fixed user and password (its passwords file, rewritten each start).
-  local user="${AIRFLOW_UI_USER:-admin}" password="${AIRFLOW_UI_PASSWORD:-admin}"
+  # Login: SimpleAuthManager with one user and the password of $PASSWORD_FILE, copied into its passwords
+  # file (rewritten each start, mode 0600) by reading the file: the password is never an argument.
+  local user="${AIRFLOW_UI_USER:-admin}"
   export AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager
   export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=False
   export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="$user:admin"
   export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$AIRFLOW_HOME/simple_auth_manager_passwords.json"
-  "$REPO/.venv/bin/python" -c 'import json, sys; print(json.dumps({sys.argv[1]: sys.argv[2]}))' \
-    "$user" "$password" > "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
-  chmod 600 "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
+  "$REPO/.venv/bin/python" - "$user" "$PASSWORD_FILE" "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" <<'PY'
+import json, os, sys
+
+user, source, target = sys.argv[1:]
+with open(source) as f:
+    password = f.readline().rstrip("\n")
+fd = os.open(target + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+with os.fdopen(fd, "w") as f:
+    json.dump({user: password}, f)
+os.chmod(target + ".new", 0o600)
+os.replace(target + ".new", target)
+PY
   # Snappy local loop: new DAG files seen within 15 s, edited ones re-parsed within 10 s, scheduler
   # heartbeat 2 s (the scheduler loop itself idles 1 s, the Airflow default).
   export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-15}"
@@ -156,6 +209,7 @@ PY
 supervise() {
   # Foreground: start the four components, each in its own session/process group (setsid), so that
   # stopping a group also ends its children (LocalExecutor workers, task processes, API workers).
+  ensure_password_file
   local sup
   sup="$(pid_of supervisor)"
   if alive "$sup" && [[ "$sup" != "$$" ]]; then
@@ -203,7 +257,7 @@ supervise() {
   (
     for _ in $(seq 1 "${AIRFLOW_READY_TIMEOUT:-180}"); do
       if healthy; then
-        say "ready: $URL  login ${AIRFLOW_UI_USER:-admin} / ${AIRFLOW_UI_PASSWORD:-admin}  (Ctrl-C stops)"
+        say "ready: $URL  login ${AIRFLOW_UI_USER:-admin}, password in $PASSWORD_FILE  (Ctrl-C stops)"
         exit 0
       fi
       sleep 1
@@ -226,6 +280,7 @@ supervise() {
 }
 
 background() {
+  ensure_password_file
   local sup
   sup="$(pid_of supervisor)"
   if alive "$sup"; then
@@ -245,7 +300,7 @@ background() {
       exit 1
     fi
     if [[ "$(pid_of supervisor)" == "$pid" ]] && healthy; then
-      say "ready: $URL  login ${AIRFLOW_UI_USER:-admin} / ${AIRFLOW_UI_PASSWORD:-admin}  (stop: scripts/airflow.sh stop)"
+      say "ready: $URL  login ${AIRFLOW_UI_USER:-admin}, password in $PASSWORD_FILE  (stop: scripts/airflow.sh stop)"
       exit 0
     fi
     sleep 1
@@ -262,9 +317,10 @@ case "${1:-run}" in
   --background | start) background ;;
   stop | --stop) stop_instance ;;
   status) status ;;
+  set-password) set_password ;;
   -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$SELF" ;;
   *)
-    echo "usage: scripts/airflow.sh [run|--background|stop|status]" >&2
+    echo "usage: scripts/airflow.sh [run|--background|stop|status|set-password]" >&2
     exit 2
     ;;
 esac

@@ -1,8 +1,9 @@
 """The package as a deployment installs it: a built wheel, not the working tree.
 
-Build the wheel from a copy of the repository, check it holds every module and SQL file of the library,
-install it into a fresh virtualenv with the production requirements only (``requirements.txt`` +
-``constraints.txt``), and there parse a copy of ``dags/`` that lives outside the repository.
+Build the wheel from a copy of the repository (with the hash-checked setuptools of the dev environment, no
+build isolation, as the Airflow image does), check it holds every module and SQL file of the library,
+install it into a fresh virtualenv with the production requirements only (``requirements.lock``, hash-checked
+like the image's install), and there parse a copy of ``dags/`` that lives outside the repository.
 """
 
 from __future__ import annotations
@@ -53,7 +54,19 @@ def wheel(tmp_path_factory) -> Path:
     source = tmp / "source"
     shutil.copytree(REPO, source, ignore=IGNORE, symlinks=True)
     run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp / "dist"), "."],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--wheel-dir",
+            str(tmp / "dist"),
+            ".",
+        ],
         cwd=source,
         env=clean_env(),
         timeout=300,
@@ -72,11 +85,12 @@ def venv(wheel, tmp_path_factory) -> Iterator[Path]:
     # This pip installs into the new environment (--python): no pip bootstrap in the venv needed.
     pip = [sys.executable, "-m", "pip", "--python", str(python)]
     run(
-        [*pip, "install", "--quiet", str(wheel), "-r", str(REPO / "requirements.txt"),
-         "-c", str(REPO / "constraints.txt")],
+        [*pip, "install", "--quiet", "--require-hashes", "--only-binary", ":all:",
+         "-r", str(REPO / "requirements.lock")],
         env=clean_env(),
         timeout=900,
     )  # fmt: skip
+    run([*pip, "install", "--quiet", "--no-deps", "--no-index", str(wheel)], env=clean_env(), timeout=120)
     run([*pip, "check"], env=clean_env(), timeout=120)
     size = sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink())
     print(f"production virtualenv: installed in {time.monotonic() - started:.1f} s, {size / 2**20:.0f} MiB")

@@ -72,7 +72,7 @@ def browser(chromium_path: str) -> Iterator[object]:
     except ImportError:
         pytest.fail(
             "the Python playwright package is missing: "
-            ".venv/bin/pip install -r requirements-ui.txt -c constraints.txt",
+            ".venv/bin/pip install --require-hashes --only-binary :all: -r requirements-ui.lock",
             pytrace=False,
         )
     with sync_playwright() as pw:
@@ -189,7 +189,8 @@ def airflow_ui() -> Iterator[AirflowUnderTest]:
     root = Path(tempfile.mkdtemp(prefix="label-backfill-ui-"))
     port = _free_port()
     env = _clean_env(root, port)
-    airflow = AirflowUnderTest(f"http://127.0.0.1:{port}", "admin", "admin", root, env)
+    # the password: scripts/airflow.sh writes a random one to this 0600 file on the first start
+    airflow = AirflowUnderTest(f"http://127.0.0.1:{port}", "admin", "", root, env)
     try:
         t0 = time.monotonic()
         # seed BEFORE Airflow starts: the simulator holds the chdb lock while it runs
@@ -202,6 +203,7 @@ def airflow_ui() -> Iterator[AirflowUnderTest]:
         print(f"\n[ui] seeded in {time.monotonic() - t0:.1f} s: {out.strip().splitlines()[0] if out else ''}")
         t0 = time.monotonic()
         _run(["bash", "scripts/airflow.sh", "--background"], env, 200, "scripts/airflow.sh --background")
+        airflow.password = (root / "stack" / "airflow-ui-password").read_text().strip()
         print(f"[ui] Airflow healthy at {airflow.url} in {time.monotonic() - t0:.1f} s (home {root})")
         yield airflow
     finally:

@@ -52,6 +52,8 @@ REPLICATED_DDL = REPO / "plugins" / "label_backfill" / "sql" / "clickhouse" / "c
 CLICKHOUSE_SERVER_IMAGE = "clickhouse/clickhouse-server"
 CLICKHOUSE_KEEPER_IMAGE = "clickhouse/clickhouse-keeper"
 K3S_IMAGE = "rancher/k3s"
+# Every pip install of a dependency in the images: hash-checked from a lock written by `make lock`, wheels only.
+LOCKED_INSTALL = "pip install --no-cache-dir --require-hashes --only-binary :all: -r "
 # Macros ClickHouse fills in by itself in a Replicated engine's arguments.
 BUILTIN_MACROS = {"database", "table", "uuid"}
 
@@ -92,11 +94,17 @@ def k8s_docs() -> list[tuple[str, dict[str, Any]]]:
     return copy.deepcopy(list(_k8s_docs()))
 
 
+def image_repository(ref: str) -> str:
+    """``name`` of ``name:tag`` or ``name:tag@sha256:...`` (scripts/pin-images.py pins by digest)."""
+    ref = ref.split("@", 1)[0]
+    return ref.rsplit(":", 1)[0] if ":" in ref.rsplit("/", 1)[-1] else ref
+
+
 def services_with_image(data: dict[str, Any], image_repo: str) -> dict[str, dict[str, Any]]:
     return {
         name: svc
         for name, svc in data["services"].items()
-        if str(svc.get("image", "")).rsplit(":", 1)[0] == image_repo
+        if image_repository(str(svc.get("image", ""))) == image_repo
     }
 
 
@@ -424,6 +432,7 @@ def test_compose_has_the_stack_the_docs_describe():
     assert services["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     seed = " ".join(services["seed"]["command"])
     assert "label_backfill.dev.simulate" in seed and "--clickhouse-cluster" in seed
+    assert "--force-non-embedded" in seed  # the simulator refuses the compose databases otherwise
 
 
 # (mutation, check, text the problems must contain)
@@ -473,6 +482,204 @@ def test_compose_checks_catch_breakage(mutate, check, expected):
     mutate(data)
     problems = check(data)
     assert any(expected in p for p in problems), problems
+
+
+# --------------------------------------------------------------------------------------------------
+# (a) docker-compose.yaml: no fixed secrets (issue 12)
+# --------------------------------------------------------------------------------------------------
+
+COMPOSE_ENV_SCRIPT = REPO / "scripts" / "compose-env.py"
+# What `make compose-env` generates into .env, per checkout; compose names each as ${NAME:?...}.
+GENERATED_SECRETS = {
+    "AIRFLOW_FERNET_KEY",
+    "AIRFLOW_JWT_SECRET",
+    "AIRFLOW_API_SECRET_KEY",
+    "AIRFLOW_DB_PASSWORD",
+    "AIRFLOW_ADMIN_PASSWORD",
+}
+# service environment key -> the .env variable it must be (nothing else)
+SECRET_SETTINGS = {
+    "AIRFLOW__CORE__FERNET_KEY": "AIRFLOW_FERNET_KEY",
+    "AIRFLOW__API_AUTH__JWT_SECRET": "AIRFLOW_JWT_SECRET",
+    "AIRFLOW__API__SECRET_KEY": "AIRFLOW_API_SECRET_KEY",
+    "POSTGRES_PASSWORD": "AIRFLOW_DB_PASSWORD",
+    "AIRFLOW_ADMIN_PASSWORD": "AIRFLOW_ADMIN_PASSWORD",
+}
+# the values this file once published
+PUBLISHED = (
+    "Z68OEewnj-LFBZkpsCyEhpiGo-qf_tHAo2Mn0UZAJV8=",
+    "label-backfill-dev-jwt-secret",
+    "label-backfill-dev-api-secret",
+    "airflow:airflow@",
+    "AIRFLOW_ADMIN_PASSWORD:-",
+)
+REFERENCE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)((?::?[-?+])[^}]*)?\}")
+
+
+def required_reference(value: str) -> str | None:
+    """The variable of a value that is exactly ``${NAME:?message}``, else None."""
+    match = REFERENCE.fullmatch(value)
+    return match.group(1) if match and (match.group(2) or "").startswith(":?") else None
+
+
+def secret_problems(data: dict[str, Any]) -> list[str]:
+    problems = []
+    for name, svc in data["services"].items():
+        env = {k: str(v) for k, v in (svc.get("environment") or {}).items()}
+        for key, value in env.items():
+            if key in SECRET_SETTINGS:
+                if required_reference(value) != SECRET_SETTINGS[key]:
+                    problems.append(
+                        f"{name}: {key} must be ${{{SECRET_SETTINGS[key]}:?...}} from .env, not {value!r}"
+                    )
+            elif re.search(r"(PASSWORD|SECRET|SECRET_KEY|FERNET_KEY|TOKEN)$", key) and not required_reference(
+                value
+            ):
+                problems.append(f"{name}: {key} holds a literal secret")
+        if conn := env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+            userinfo = re.match(r"[a-z0-9+]+://([^@/]*)@", conn)  # urlsplit trips on the ${...:?message}
+            password = userinfo.group(1).partition(":")[2] if userinfo else ""
+            if required_reference(password) != "AIRFLOW_DB_PASSWORD":
+                problems.append(
+                    f"{name}: AIRFLOW__DATABASE__SQL_ALCHEMY_CONN's password is not ${{AIRFLOW_DB_PASSWORD:?...}}"
+                )
+    for service in (
+        "airflow-scheduler",
+        "airflow-apiserver",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-init",
+    ):
+        env = data["services"][service].get("environment") or {}
+        for key in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY"):
+            if key not in env:
+                problems.append(f"{service}: no {key} (every component needs the same one)")
+    used = set()
+    for text in all_strings(data):
+        for match in REFERENCE.finditer(text):
+            variable, modifier = match.group(1), match.group(2) or ""
+            used.add(variable)
+            if variable in GENERATED_SECRETS and not modifier.startswith(":?"):
+                problems.append(
+                    f"${{{variable}{modifier}}}: a secret needs ${{{variable}:?...}} (no default)"
+                )
+            elif variable not in GENERATED_SECRETS:
+                problems.append(f"${{{variable}}} is not a variable make compose-env generates")
+    problems += [f"{v} is generated but never used" for v in sorted(GENERATED_SECRETS - used)]
+    text = yaml.safe_dump(data)
+    problems += [f"the published value {v!r} is still in the file" for v in PUBLISHED if v in text]
+    return problems
+
+
+def generate_env(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["python3", str(COMPOSE_ENV_SCRIPT)],
+        env={"PATH": "/usr/bin:/bin", "COMPOSE_ENV_FILE": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def read_env(path: Path) -> dict[str, str]:
+    pairs = (
+        line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#")
+    )
+    return {k: v for k, v in pairs}
+
+
+def interpolate(data: Any, env: dict[str, str]) -> Any:
+    """Compose's substitution of ${NAME:?message} ($$ stays a literal $), enough for this file."""
+    if isinstance(data, dict):
+        return {k: interpolate(v, env) for k, v in data.items()}
+    if isinstance(data, list):
+        return [interpolate(v, env) for v in data]
+    if not isinstance(data, str):
+        return data
+
+    def value(match: re.Match[str]) -> str:
+        if match.group(1) not in env:
+            raise KeyError(f"required variable {match.group(1)} is missing a value: {match.group(2)[2:]}")
+        return env[match.group(1)]
+
+    return REFERENCE.sub(value, data)
+
+
+def test_compose_holds_no_fixed_secret():
+    assert secret_problems(compose()) == []
+
+
+def test_compose_env_generates_private_random_secrets_and_keeps_them(tmp_path):
+    from cryptography.fernet import Fernet
+
+    env_file = tmp_path / ".env"
+    first = generate_env(env_file)
+    values = read_env(env_file)
+    assert set(values) == GENERATED_SECRETS
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    assert all(v not in first.stdout + first.stderr for v in values.values()), "a value was printed"
+    Fernet(values["AIRFLOW_FERNET_KEY"].encode())  # a valid Fernet key
+    assert all(len(v) >= 24 for v in values.values())
+    assert (
+        urlsplit(f"postgresql://airflow:{values['AIRFLOW_DB_PASSWORD']}@postgres/airflow").password
+        == (values["AIRFLOW_DB_PASSWORD"])
+    )
+    # re-run: nothing changes; another checkout: other values; a set value is kept, the missing added
+    again = generate_env(env_file)
+    assert read_env(env_file) == values and "nothing changed" in again.stdout
+    other = tmp_path / "other.env"
+    generate_env(other)
+    assert all(read_env(other)[k] != values[k] for k in values)
+    partial = tmp_path / "partial.env"
+    partial.write_text("AIRFLOW_ADMIN_PASSWORD=my-own-choice\n")
+    partial.chmod(0o644)
+    generate_env(partial)
+    assert read_env(partial)["AIRFLOW_ADMIN_PASSWORD"] == "my-own-choice"
+    assert set(read_env(partial)) == GENERATED_SECRETS
+    assert oct(partial.stat().st_mode & 0o777) == "0o600"
+
+
+def test_compose_interpolates_the_generated_env_and_refuses_without_it(tmp_path):
+    generate_env(tmp_path / ".env")
+    env = read_env(tmp_path / ".env")
+    data = interpolate(compose(), env)
+    scheduler = data["services"]["airflow-scheduler"]["environment"]
+    assert scheduler["AIRFLOW__CORE__FERNET_KEY"] == env["AIRFLOW_FERNET_KEY"]
+    assert urlsplit(scheduler["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).password == env["AIRFLOW_DB_PASSWORD"]
+    assert data["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == env["AIRFLOW_DB_PASSWORD"]
+    assert compose_schema_problems(data) == []
+    with pytest.raises(KeyError, match="run make compose-env"):
+        interpolate(compose(), {})
+
+
+def test_env_file_stays_out_of_git_and_of_the_build_context():
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=REPO, check=False)
+    assert ignored.returncode == 0, ".env is not git-ignored"
+    dockerignore = (AIRFLOW_DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().split()
+    assert ".env" in dockerignore
+    assert "compose-env:\n\t$(PYTHON) scripts/compose-env.py" in (REPO / "Makefile").read_text()
+
+
+SECRET_BREAKAGES = [
+    lambda d: d["services"]["airflow-scheduler"]["environment"].update(
+        AIRFLOW__CORE__FERNET_KEY="Z68OEewnj-LFBZkpsCyEhpiGo-qf_tHAo2Mn0UZAJV8="),
+    lambda d: d["services"]["postgres"]["environment"].update(POSTGRES_PASSWORD="airflow"),
+    lambda d: d["services"]["airflow-init"]["environment"].update(AIRFLOW_ADMIN_PASSWORD="${AIRFLOW_ADMIN_PASSWORD:-admin}"),
+    lambda d: d["services"]["airflow-triggerer"]["environment"].update(
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://airflow:airflow@postgres:5432/airflow"),
+    lambda d: d["services"]["airflow-apiserver"]["environment"].pop("AIRFLOW__API_AUTH__JWT_SECRET"),
+    lambda d: d["services"]["seed"]["environment"].update(SEED_API_TOKEN="abc123"),
+    lambda d: d["services"]["seed"]["environment"].update(SEED_SCALE="${SEED_SCALE_FROM_HOST:?x}"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("mutate", SECRET_BREAKAGES)
+def test_secret_check_catches_breakage(mutate):
+    data = compose()
+    assert secret_problems(data) == []
+    mutate(data)
+    assert secret_problems(data) != []
 
 
 # --------------------------------------------------------------------------------------------------
@@ -535,6 +742,36 @@ def dockerfile_problems(text: str, context: Path) -> list[str]:
     users = [ins.args for ins in instructions if ins.keyword == "USER"]
     if not users or users[-1].split(":")[0] in ("root", "0"):
         problems.append("the image must end with a non-root USER")
+    problems += pip_problems(instructions)
+    return problems
+
+
+def pip_problems(instructions: list[Instruction]) -> list[str]:
+    """Every package pip fetches is hash-checked: installs come from a lock with --require-hashes (wheels
+    only), or are this build's own wheels with --no-deps; wheels are built without build isolation (an
+    isolated build fetches its backend unchecked)."""
+    problems = []
+    for ins in instructions:
+        if ins.keyword != "RUN":
+            continue
+        for command in re.split(r"&&|;", ins.args):
+            words = command.split()
+            if "pip" not in words:
+                continue
+            verb = words[words.index("pip") + 1] if words.index("pip") + 1 < len(words) else ""
+            if verb == "install":
+                locked = (
+                    "--require-hashes" in words
+                    and "--only-binary" in words
+                    and any(w.endswith(".lock") for w in words)
+                )
+                local_wheels = "--no-deps" in words and all(
+                    w.endswith(".whl") for w in words[words.index("install") + 1 :] if not w.startswith("-")
+                )
+                if not (locked or local_wheels):
+                    problems.append(f"pip install is not hash-checked from a lock: {command.strip()}")
+            elif verb == "wheel" and not {"--no-deps", "--no-build-isolation"} <= set(words):
+                problems.append(f"pip wheel must use --no-deps --no-build-isolation: {command.strip()}")
     return problems
 
 
@@ -563,11 +800,11 @@ def test_airflow_dockerfile_installs_the_wheel_with_the_production_requirements(
     pinned = re.search(r"^apache-airflow==(\S+)$", (REPO / "requirements.txt").read_text(), re.M)
     assert pinned, "requirements.txt pins apache-airflow"
     base = f"apache/airflow:{pinned.group(1)}-python3.11"
-    assert [ins.args for ins in instructions if ins.keyword == "FROM"] == [
-        f"{base} AS build",
-        f"{base} AS production",
-        "production AS laptop",
-    ]
+    digest = r"(@sha256:[0-9a-f]{64})?"  # scripts/pin-images.py adds it where a registry is reachable
+    froms = [ins.args for ins in instructions if ins.keyword == "FROM"]
+    assert len(froms) == 3 and froms[2] == "production AS laptop"
+    assert re.fullmatch(re.escape(base) + digest + " AS build", froms[0]), froms[0]
+    assert re.fullmatch(re.escape(base) + digest + " AS production", froms[1]), froms[1]
 
     def copies(stage: str) -> list[list[str]]:
         """Each COPY of the stage as [sources..., dest], --from=... kept as the first word."""
@@ -577,19 +814,20 @@ def test_airflow_dockerfile_installs_the_wheel_with_the_production_requirements(
             if ins.keyword == "COPY"
         ]
 
-    # build: the wheels, no dependencies
+    # build: the hash-checked build backend, then the wheels with it (no isolation), no dependencies
     runs = [ins.args for ins in stages["build"] if ins.keyword == "RUN"]
-    assert any("pip wheel" in run and "--no-deps" in run for run in runs)
-    # production: requirements.txt with the constraints, then the wheel; of the working tree only the
-    # dependency files and dags/ (no editable install, no plugins/ or jobs/ copied)
+    assert runs[0] == LOCKED_INSTALL + "requirements-tools.lock"
+    assert any("pip wheel" in run and "--no-deps" in run and "--no-build-isolation" in run for run in runs)
+    # production: requirements.lock (hash-checked), then the wheel; of the working tree only the lock
+    # and dags/ (no editable install, no plugins/ or jobs/ copied)
     runs = [(i, ins.args) for i, ins in enumerate(stages["production"]) if ins.keyword == "RUN"]
     pip_runs = [(i, args) for i, args in runs if "pip install" in args]
     assert [args for _, args in pip_runs] == [
-        "pip install --no-cache-dir -r requirements.txt -c constraints.txt",
+        LOCKED_INSTALL + "requirements.lock",
         "pip install --no-cache-dir --no-deps /opt/airflow/wheels/label_backfill-*.whl",
     ]
     assert copies("production") == [
-        ["requirements.txt", "constraints.txt", "./"],
+        ["requirements.lock", "./"],
         ["--from=build", "/opt/airflow/wheels/label_backfill-*.whl", "/opt/airflow/wheels/"],
         ["dags", "./dags"],
     ]
@@ -600,12 +838,13 @@ def test_airflow_dockerfile_installs_the_wheel_with_the_production_requirements(
                 user = [i.args for i in stages[stage][:index] if i.keyword == "USER"]
                 assert user and user[-1] == "airflow", (stage, ins.args)
     assert [i.args for i in stages["production"] if i.keyword == "USER"][-1] == "airflow"
-    # laptop: production (same user) + the reference job with its own requirements and the constraints
+    # laptop: production (same user) + the reference job from its own lock, hash-checked
     laptop_runs = [ins.args for ins in stages["laptop"] if ins.keyword == "RUN"]
-    assert any(
-        "job-requirements.txt" in run and "-c /opt/airflow/project/constraints.txt" in run
-        for run in laptop_runs
-    )
+    assert LOCKED_INSTALL + "/opt/airflow/project/job-requirements.lock" in laptop_runs
+    assert [
+        "jobs/label_conversations/requirements.lock",
+        "/opt/airflow/project/job-requirements.lock",
+    ] in copies("laptop")
     assert any("label_conversations-*.whl" in run for run in laptop_runs)
     env = dict(
         item.split("=", 1) for ins in instructions if ins.keyword == "ENV" for item in ins.args.split()
@@ -640,6 +879,11 @@ def test_job_dockerfile_runs_the_reference_job_as_the_cronjob_user():
     assert instructions[0].args.startswith("python:3.11-slim")
     entry = [json.loads(ins.args) for ins in instructions if ins.keyword in ("ENTRYPOINT", "CMD")]
     assert ["python", "-m", "label_conversations"] in entry
+    # its dependencies: the job's own lock, hash-checked (make lock writes it from requirements.txt)
+    assert [ins.args for ins in instructions if ins.keyword == "RUN" and "pip" in ins.args][0] == (
+        LOCKED_INSTALL + "requirements.lock"
+    )
+    assert "requirements.lock ./" in [ins.args for ins in instructions if ins.keyword == "COPY"]
     cronjob = _find(k8s_docs(), "CronJob")
     pod_security = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["securityContext"]
     user = [ins.args for ins in instructions if ins.keyword == "USER"][-1]
@@ -655,6 +899,10 @@ DOCKERFILE_BREAKAGES = [
     ("FROM python:3.11-slim\nENTRYPOINT [python, -m]\nUSER 1\n", "not valid JSON"),
     ("FROM python:3.11-slim\nRUN true\n", "non-root USER"),
     ("FROM python:3.11-slim\nCOPPY a b\nUSER 1\n", "unknown instruction"),
+    ("FROM python:3.11-slim\nRUN pip install requests==2.32.0\nUSER 1\n", "not hash-checked"),
+    ("FROM python:3.11-slim\nRUN pip install --require-hashes -r requirements.txt\nUSER 1\n", "not hash-checked"),
+    ("FROM python:3.11-slim\nRUN true && pip install --no-deps requests\nUSER 1\n", "not hash-checked"),
+    ("FROM python:3.11-slim\nRUN pip wheel --no-deps .\nUSER 1\n", "--no-build-isolation"),
 ]  # fmt: skip
 
 
@@ -684,7 +932,7 @@ def kubernetes_version(data: dict[str, Any]) -> str:
     (k3s,) = [
         svc["image"] for svc in data["services"].values() if svc.get("image", "").startswith(K3S_IMAGE + ":")
     ][:1]
-    match = re.fullmatch(rf"{re.escape(K3S_IMAGE)}:v(\d+)\.(\d+)\.\d+-k3s\d+", k3s)
+    match = re.fullmatch(rf"{re.escape(K3S_IMAGE)}:v(\d+)\.(\d+)\.\d+-k3s\d+(@sha256:[0-9a-f]{{64}})?", k3s)
     assert match, f"unexpected k3s image tag {k3s}"
     return f"{match.group(1)}.{match.group(2)}.0"
 

@@ -9,6 +9,11 @@
 4. Re-run one day in range mode without deleting first (the seeds' 73% duplicate test).
 
 ``python -m label_backfill.dev.simulate --scale small --seed 7`` (flags default to the embedded stack).
+
+It deletes the simulated customers' profiles, users and conversations in Postgres and drops their ClickHouse
+databases, so it refuses any target that is not the embedded stack (``label_backfill.dev.stack``: its
+running server's socket folder, its chdb directory) unless forced: ``--force-non-embedded`` on the command
+line, ``force_non_embedded=True`` in Python (the compose stack's seed service does so).
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
+import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +35,10 @@ from label_conversations.job import JobConfig, connect_postgres, run
 from pyarrow import csv as pa_csv
 
 from label_backfill.clickhouse import LabelTable, read_table_name
+from label_backfill.dev.stack import PRIVATE_UMASK, Stack, default_stack
 from label_backfill.naming import DayRange, database_name, utc_midnight
+
+FORCE_FLAG = "--force-non-embedded"
 
 USECASES = ["reservations", "reservations-chat", "customer-care", "cargo", "central-baggage", "chat", "cco"]
 USECASE_WEIGHTS = [0.56, 0.27, 0.102, 0.027, 0.022, 0.012, 0.007]
@@ -170,6 +181,70 @@ def _apply_production_changes(pg: Any, customer: str, scale: Scale, seed: int) -
     return done
 
 
+class NotEmbeddedError(RuntimeError):
+    """The simulator was pointed at a database that is not the embedded stack's, without forcing."""
+
+
+def _redacted(dsn: str) -> str:
+    """``scheme://host:port`` of a URL-like DSN, or ``host=...`` of a conninfo: never a password."""
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return f"host={conninfo_to_dict(dsn).get('host')}"
+    except Exception:
+        return "<unparsable conninfo>"
+
+
+def postgres_target_problem(host: str | None, stack: Stack) -> str | None:
+    """Why a Postgres host (a socket folder for the embedded server) is not ``stack``'s running server."""
+    socket_dir = stack.recorded_socket_dir()
+    if socket_dir is None:
+        return f"Postgres host {host!r}: the embedded stack in {stack.root} has no server running"
+    if not host or not host.startswith("/") or Path(host).resolve() != socket_dir.resolve():
+        return f"Postgres host {host!r} is not the embedded stack's server (socket folder {socket_dir})"
+    return None
+
+
+def clickhouse_target_problem(uri: str | None, stack: Stack) -> str | None:
+    """Why a ClickHouse client URI / DSN is not ``stack``'s in-process chdb directory."""
+    expected = stack.chdb_path.resolve()
+    if not uri or not uri.startswith("chdb://"):
+        return f"ClickHouse {_redacted(uri or '')} is not the embedded stack's in-process chdb ({expected})"
+    if Path(uri.removeprefix("chdb://")).resolve() != expected:
+        return f"ClickHouse {uri} is another chdb directory than the embedded stack's ({expected})"
+    return None
+
+
+def refuse_unless_embedded(pg: Any, clickhouse: Any, stack: Stack | None = None) -> None:
+    """Raise :class:`NotEmbeddedError` unless ``pg`` is connected to the embedded stack's Postgres server
+    and ``clickhouse`` is its chdb (checked before anything is written)."""
+    stack = stack or default_stack()
+    problems = [
+        problem
+        for problem in (
+            postgres_target_problem(getattr(getattr(pg, "info", None), "host", None), stack),
+            clickhouse_target_problem(
+                getattr(clickhouse, "uri", None) or getattr(clickhouse, "url", None), stack
+            ),
+        )
+        if problem
+    ]
+    if problems:
+        raise NotEmbeddedError(_refusal(problems))
+
+
+def _refusal(problems: list[str]) -> str:
+    return (
+        "refusing to simulate: it deletes the simulated customers' profiles, users and conversations and "
+        "drops their ClickHouse databases, and the target is not the embedded stack: "
+        + "; ".join(problems)
+        + f". Pass {FORCE_FLAG} (Python: force_non_embedded=True) to run it there anyway."
+    )
+
+
 def simulate(
     pg: Any,
     clickhouse: Any,
@@ -179,17 +254,25 @@ def simulate(
     cluster: str | None = None,
     table: str | None = None,
     job_pg: Any | None = None,
+    force_non_embedded: bool = False,
+    stack: Stack | None = None,
 ) -> Incident:
     """Reset the scale's customers and play the incident.
 
     :param pg: a psycopg connection (set-up and production changes).
     :param job_pg: the job's ADBC connection (default: opened from ``pg``'s conninfo, which has no password).
+    :param force_non_embedded: run even when ``pg`` / ``clickhouse`` are not the embedded stack's (``stack``,
+        default the one of ``LABEL_BACKFILL_LOCAL_DIR``); without it such targets raise
+        :class:`NotEmbeddedError` before anything is written.
     """
+    if not force_non_embedded:
+        refuse_unless_embedded(pg, clickhouse, stack)
     if job_pg is None:
         with connect_postgres(pg.info.dsn) as own:
             return simulate(
-                pg, clickhouse, scale_name=scale_name, seed=seed, cluster=cluster, table=table, job_pg=own
-            )
+                pg, clickhouse, scale_name=scale_name, seed=seed, cluster=cluster, table=table, job_pg=own,
+                force_non_embedded=True,  # checked above
+            )  # fmt: skip
     scale = SCALES[scale_name]
     rng = np.random.default_rng(seed)
     incident = Incident(scale_name, seed, [c for c, _ in scale.customers], scale.days)
@@ -255,8 +338,7 @@ def simulate(
 def main(argv: list[str] | None = None) -> int:
     import clickhouse_connect
     import psycopg
-
-    from label_backfill.dev.stack import default_stack
+    from psycopg.conninfo import conninfo_to_dict
 
     parser = argparse.ArgumentParser(
         prog="python -m label_backfill.dev.simulate", description=__doc__.split("\n")[0]
@@ -266,8 +348,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-dsn", help="default: the embedded stack (started if needed)")
     parser.add_argument("--clickhouse-dsn", help="default: the embedded stack's chdb directory")
     parser.add_argument("--clickhouse-cluster", default=None, help="create cluster-mode tables ON CLUSTER")
+    parser.add_argument(
+        FORCE_FLAG,
+        action="store_true",
+        help="run against DSNs that are not the embedded stack (it DELETES the simulated customers' rows "
+        "and DROPS their ClickHouse databases there)",
+    )
     args = parser.parse_args(argv)
+    os.umask(PRIVATE_UMASK)  # the chdb files it writes: the owner's only
     stack = default_stack()
+    if not args.force_non_embedded:  # refuse before connecting anywhere
+        problems = []
+        if args.postgres_dsn:
+            try:
+                host = conninfo_to_dict(args.postgres_dsn).get("host")
+            except psycopg.ProgrammingError:
+                host = None
+            problems.append(postgres_target_problem(host, stack))
+        if args.clickhouse_dsn:
+            problems.append(clickhouse_target_problem(args.clickhouse_dsn, stack))
+        if problems := [p for p in problems if p]:
+            parser.error(_refusal(problems))
     pg_dsn = args.postgres_dsn or stack.start_postgres()
     clickhouse = (
         clickhouse_connect.get_client(dsn=args.clickhouse_dsn)
@@ -276,7 +377,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     with psycopg.connect(pg_dsn) as pg:
         incident = simulate(
-            pg, clickhouse, scale_name=args.scale, seed=args.seed, cluster=args.clickhouse_cluster
+            pg,
+            clickhouse,
+            scale_name=args.scale,
+            seed=args.seed,
+            cluster=args.clickhouse_cluster,
+            force_non_embedded=args.force_non_embedded,
+            stack=stack,
         )
     print(incident.describe())
     return 0

