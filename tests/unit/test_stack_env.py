@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from label_backfill.dev.stack import Stack, conninfo_for, export_lines
+from label_backfill.dev.stack import READER_ROLE, Stack, conninfo_for, export_lines
 
 pytestmark = pytest.mark.unit
 
@@ -33,7 +33,9 @@ def test_export_lines_round_trip_through_bash_eval(tmp_path):
     assert json.loads(result.stdout) == env
     postgres = json.loads(env["AIRFLOW_CONN_POSTGRES_CONVERSATIONS"])
     assert postgres["host"] == str(socket_dir)
-    assert postgres["login"] == "postgres" and postgres["schema"] == "conversations"
+    assert (
+        postgres["login"] == READER_ROLE and postgres["schema"] == "conversations"
+    )  # the DAGs read read-only
     clickhouse = json.loads(env["AIRFLOW_CONN_CLICKHOUSE_CONVERSATIONS"])
     assert clickhouse["extra"]["client_kwargs"]["path"] == str(root / "chdb")
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()
