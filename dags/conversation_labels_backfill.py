@@ -46,7 +46,7 @@ SIDES = Sides.of(SETTINGS)
 
 
 def _report() -> backfill.Report:
-    return backfill.Report(SETTINGS.report_dir, get_current_context()["run_id"])
+    return backfill.Report(SETTINGS.report_dir, get_current_context()["run_id"], SETTINGS.report_conn_id)
 
 
 def _runner() -> tuple[type, dict]:

@@ -161,7 +161,7 @@ def conversation_labels_drift_check() -> None:
         """Always runs. Every listed customer gets a line (``not_checked`` when its task left no result);
         when nobody could be checked, the report says so and why."""
         from label_backfill.naming import DayRange
-        from label_backfill.reports import report_paths, write_report
+        from label_backfill.reports import report_url, write_report
 
         ctx = get_current_context()
         ti = ctx["ti"]
@@ -179,14 +179,19 @@ def conversation_labels_drift_check() -> None:
         note = ti.xcom_pull(task_ids="plan_repairs", key="note") or "repairs were not planned."
         document = drift.report_document(found, days, ctx["run_id"], list(repairs or []), note, reason)
         markdown = drift.render_markdown(document)
-        path = report_paths(SETTINGS.report_dir, lb_settings.DRIFT_DAG_ID, ctx["run_id"])[0]
+        path = report_url(SETTINGS.report_dir, lb_settings.DRIFT_DAG_ID, ctx["run_id"])
         try:
-            path = write_report(
-                SETTINGS.report_dir, lb_settings.DRIFT_DAG_ID, ctx["run_id"], document, markdown
+            write_report(
+                SETTINGS.report_dir,
+                lb_settings.DRIFT_DAG_ID,
+                ctx["run_id"],
+                document,
+                markdown,
+                SETTINGS.report_conn_id,
             )
         finally:
             log.info("report %s:\n%s", path, markdown)
-        return {"report": str(path), "problems": document["problems"]}
+        return {"report": path, "problems": document["problems"]}
 
     @task(retries=0)
     def alert(summary: dict) -> None:

@@ -537,10 +537,12 @@ class TaskFailed(Exception):
 
 @dataclass(frozen=True)
 class Report:
-    """Where a run's report goes: ``<report_dir>/conversation_labels_backfill/<run_id>.json`` and ``.md``."""
+    """Where a run's report goes: ``<report_dir>/conversation_labels_backfill/<run id made safe>.json`` and
+    ``.md`` (``reports.safe_name``), on the store of ``conn_id`` when the folder is a URL."""
 
     report_dir: str
     run_id: str
+    conn_id: str | None = None
 
     def write(
         self,
@@ -553,14 +555,14 @@ class Report:
         result: str,
         clickhouse_now: list[dict[str, Any]] | None = None,
     ) -> str:
-        """Write the JSON and its markdown twin; return the JSON's path."""
+        """Write the JSON and its markdown twin; return the JSON's URL."""
         document = report_document(
             plan, before, after, problems, failed, self.run_id, result=result, clickhouse_now=clickhouse_now
         )
         markdown = render_markdown(
             plan, before, after, problems, self.run_id, result=result, clickhouse_now=clickhouse_now
         )
-        return str(write_report(self.report_dir, BACKFILL_DAG_ID, self.run_id, document, markdown))
+        return write_report(self.report_dir, BACKFILL_DAG_ID, self.run_id, document, markdown, self.conn_id)
 
 
 def preflight(plan: BackfillPlan, sides: Sides, report: Report, today: dt.date) -> dict[str, Any]:

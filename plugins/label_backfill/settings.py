@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 
 from label_backfill.naming import validate_identifier
+from label_backfill.reports import check_report_dir
 
 POSTGRES_CONN_ID = "postgres_conversations"
 CLICKHOUSE_CONN_ID = "clickhouse_conversations"
@@ -26,6 +27,7 @@ class Settings:
     cronjob: str
     k8s_container: str
     report_dir: str
+    report_conn_id: str | None
     drift_schedule: str
     deferrable: bool
     mutation_timeout_seconds: int
@@ -62,7 +64,8 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         or "cron-label-conversations",
         k8s_container=env.get("LABEL_BACKFILL_K8S_CONTAINER", "label-conversations").strip()
         or "label-conversations",
-        report_dir=env.get("LABEL_BACKFILL_REPORT_DIR", "./reports").strip() or "./reports",
+        report_dir=check_report_dir(env.get("LABEL_BACKFILL_REPORT_DIR", "./reports").strip() or "./reports"),
+        report_conn_id=env.get("LABEL_BACKFILL_REPORT_CONN_ID", "").strip() or None,
         drift_schedule=env.get("LABEL_BACKFILL_DRIFT_SCHEDULE", "0 4 * * *").strip() or "0 4 * * *",
         deferrable=_flag(env.get("LABEL_BACKFILL_DEFERRABLE", "false")),
         mutation_timeout_seconds=int(env.get("LABEL_BACKFILL_MUTATION_TIMEOUT_SECONDS", "3600")),
