@@ -21,7 +21,7 @@ import datetime as dt
 
 from airflow.sdk import Param, chain, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from label_backfill import backfill
+from label_backfill import alerts, backfill
 from label_backfill import settings as lb_settings
 from label_backfill.naming import InvalidInput
 from label_backfill.operators import (
@@ -43,6 +43,7 @@ from label_backfill.sql import SQL_DIR
 
 SETTINGS = lb_settings.load()
 SIDES = Sides.of(SETTINGS)
+REFUSED = "refused"  # XCom key: why validate or preflight refused the run (read by verify)
 
 
 def _report() -> backfill.Report:
@@ -149,6 +150,7 @@ def conversation_labels_backfill() -> None:
             with SIDES.postgres() as postgres:
                 plan = backfill.resolve_customer(plan, postgres)
         except InvalidInput as err:
+            ctx["ti"].xcom_push(key=REFUSED, value=f"invalid input: {err}")  # for verify's message and alert
             raise AirflowFailException(f"invalid input: {err}") from None
         return plan.to_dict()
 
@@ -159,6 +161,7 @@ def conversation_labels_backfill() -> None:
         try:
             return backfill.preflight(plan, SIDES, _report(), dt.datetime.now(dt.UTC).date())
         except backfill.TaskFailed as err:
+            get_current_context()["ti"].xcom_push(key=REFUSED, value=str(err))
             raise AirflowFailException(str(err)) from None
 
     @task.short_circuit
@@ -169,7 +172,13 @@ def conversation_labels_backfill() -> None:
     def plan_days(plan_dict: dict) -> list[dict]:
         return backfill.day_job_kwargs(backfill.BackfillPlan.from_dict(plan_dict))
 
-    @task(trigger_rule="all_done", retries=2, retry_delay=dt.timedelta(seconds=SETTINGS.retry_delay_seconds))
+    @task(
+        trigger_rule="all_done",
+        retries=2,
+        retry_delay=dt.timedelta(seconds=SETTINGS.retry_delay_seconds),
+        # runs (all_done) and fails whenever the run went wrong, refusals included: one alert per failed run
+        on_failure_callback=alerts.on_failure(SETTINGS, lb_settings.BACKFILL_DAG_ID),
+    )
     def verify() -> dict:
         """After snapshot against Postgres; the run fails on any drift, failed day or unchecked state.
 
@@ -185,6 +194,7 @@ def conversation_labels_backfill() -> None:
                 (ti.xcom_pull(task_ids="delete_range") or {}).get("mutations"),
                 SIDES,
                 _report(),
+                {t: ti.xcom_pull(task_ids=t, key=REFUSED) for t in ("validate", "preflight")},
             )
         except backfill.TaskFailed as err:
             raise AirflowFailException(str(err)) from None

@@ -26,13 +26,14 @@ import logging
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, chain, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from label_backfill import drift
+from label_backfill import alerts, drift
 from label_backfill import settings as lb_settings
 from label_backfill.params import DRIFT_SAMPLE_SIZE, LOOKBACK_DAYS, MAX_REPAIR_DAYS, refuse_unknown_keys
 from label_backfill.sides import Sides
 
 SETTINGS = lb_settings.load()
 SIDES = Sides.of(SETTINGS)
+ALERT = alerts.on_failure(SETTINGS, lb_settings.DRIFT_DAG_ID)  # the deployment's notifiers ([] when none)
 log = logging.getLogger(__name__)
 NOT_CHECKED = "not_checked"  # XCom key: why a task could not list anything to check (read by ``report``)
 
@@ -156,7 +157,7 @@ def conversation_labels_drift_check() -> None:
         ti.xcom_push(key="note", value=note)
         return repairs
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", on_failure_callback=ALERT)  # no report written: alert is never reached
     def report(results: list[dict], repairs: list[dict]) -> dict:
         """Always runs. Every listed customer gets a line (``not_checked`` when its task left no result);
         when nobody could be checked, the report says so and why."""
@@ -193,7 +194,7 @@ def conversation_labels_drift_check() -> None:
             log.info("report %s:\n%s", path, markdown)
         return {"report": path, "problems": document["problems"]}
 
-    @task(retries=0)
+    @task(retries=0, on_failure_callback=ALERT)
     def alert(summary: dict) -> None:
         """The run's last task: fails on any drift and on anything not checked, so Airflow's ordinary
         alerting fires; names every failing customer with its status and reason, and the report."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -602,6 +602,7 @@ def verify(
     watched: list[list[str]] | None,
     sides: Sides,
     report: Report,
+    refused: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """The ``verify`` task: the after snapshot against Postgres, a report whatever happened once a delete may
     have happened, and ``TaskFailed`` on any drift, failed day or edge problem.
@@ -612,10 +613,15 @@ def verify(
     :param plan_dict: ``validate``'s XCom; ``found``: ``preflight``'s (None when the task did not succeed).
     :param states: this run's task states (``label_day_<i>`` per mapped day).
     :param watched: the ``(host, mutation_id)`` pairs ``delete_range`` returned, None if it returned none.
+    :param refused: why ``validate`` / ``preflight`` refused the run (task id -> message), when they said.
     """
     if not plan_dict or not found:
         stopped = next((t for t in ("validate", "preflight") if states.get(t) != "success"), "preflight")
-        raise TaskFailed(f"nothing was deleted: {stopped} did not succeed (see its log)")
+        why = (refused or {}).get(stopped)
+        raise TaskFailed(
+            f"nothing was deleted: {stopped} "
+            + (f"refused the run: {why}" if why else "did not succeed (see its log)")
+        )
     plan = BackfillPlan.from_dict(plan_dict)
     before = comparison_from_dict(found["before"])
     clickhouse = sides.clickhouse(plan.database)

@@ -34,6 +34,9 @@ class Settings:
     day_retries: int
     retry_delay_seconds: int
     k8s_poll_seconds: float
+    alert_emails: tuple[str, ...] = ()
+    smtp_conn_id: str = "smtp_default"
+    slack_conn_id: str | None = None
 
     @property
     def read_table(self) -> str:
@@ -45,6 +48,15 @@ class Settings:
 
 def _flag(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _emails(value: str) -> tuple[str, ...]:
+    """``LABEL_BACKFILL_ALERT_EMAILS``: addresses separated by commas (or semicolons)."""
+    emails = tuple(e.strip() for e in value.replace(";", ",").split(",") if e.strip())
+    bad = [e for e in emails if e.count("@") != 1 or " " in e]
+    if bad:
+        raise ValueError(f"LABEL_BACKFILL_ALERT_EMAILS: {', '.join(map(repr, bad))} is not an e-mail address")
+    return emails
 
 
 def load(environ: dict[str, str] | None = None) -> Settings:
@@ -72,4 +84,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         day_retries=int(env.get("LABEL_BACKFILL_DAY_RETRIES", "2")),
         retry_delay_seconds=int(env.get("LABEL_BACKFILL_RETRY_DELAY_SECONDS", "60")),
         k8s_poll_seconds=float(env.get("LABEL_BACKFILL_K8S_POLL_SECONDS", "10")),
+        alert_emails=_emails(env.get("LABEL_BACKFILL_ALERT_EMAILS", "")),
+        smtp_conn_id=env.get("LABEL_BACKFILL_SMTP_CONN_ID", "").strip() or "smtp_default",
+        slack_conn_id=env.get("LABEL_BACKFILL_SLACK_CONN_ID", "").strip() or None,
     )
