@@ -23,7 +23,14 @@ from label_backfill.naming import (
     utc_midnight,
     validate_customer_id,
 )
-from label_backfill.params import BACKFILL_SAMPLE_SIZE, MAX_DAYS, MAX_PARALLEL_DAYS, MIN_DELETE_RATIO
+from label_backfill.params import (
+    BACKFILL_DEFAULTS,
+    BACKFILL_SAMPLE_SIZE,
+    MAX_DAYS,
+    MAX_PARALLEL_DAYS,
+    MIN_DELETE_RATIO,
+    with_defaults,
+)
 from label_backfill.params import MAX_PARALLEL_DAYS_LIMIT as MAX_PARALLEL_DAYS_LIMIT  # the DAG reads it here
 from label_backfill.reports import write_report
 from label_backfill.settings import BACKFILL_DAG_ID
@@ -69,12 +76,14 @@ def _bool(params: dict[str, Any], name: str) -> bool:
     return value
 
 
-def validate_params(params: dict[str, Any], today: dt.date) -> BackfillPlan:
+def validate_params(params: Mapping[str, Any], today: dt.date) -> BackfillPlan:
     """Check every param before anything touches a database; raise ``InvalidInput`` naming the param.
 
-    The trigger form checks each value against the same bounds (``params``); these checks also hold for a
-    conf that did not come through the form, and add what a schema cannot say: a finished end day, the range
-    against ``max_days``."""
+    The trigger form's schema holds the types; the values are checked here, with messages a person can act
+    on (``params`` says why the schema does not carry them): the customer id, the ranges (never clamped), a
+    finished end day, the range against ``max_days``, the loss guard. A null defaulted param is its default.
+    """
+    params = with_defaults(params, BACKFILL_DEFAULTS)
     customer = validate_customer_id(params.get("customer"))
     first = parse_day(params.get("start_date"), "start_date")
     last = parse_day(params.get("end_date"), "end_date")
