@@ -9,11 +9,5 @@ export AIRFLOW__CORE__DAGS_FOLDER="$REPO/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$REPO/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export LABEL_BACKFILL_REPORT_DIR="${LABEL_BACKFILL_REPORT_DIR:-$LOCAL/reports}"
-# Airflow's CLI module for `airflow dags ...` warns on import when the optional graphviz package is missing
-# (airflow/utils/dot_renderer.py); nothing here renders DAG graphs: that one warning is not shown.
-case "${PYTHONWARNINGS:-}" in
-  *"Could not import graphviz"*) ;;
-  *) export PYTHONWARNINGS="ignore:Could not import graphviz:UserWarning${PYTHONWARNINGS:+,$PYTHONWARNINGS}" ;;
-esac
 mkdir -p "$AIRFLOW_HOME"
 eval "$("$REPO/.venv/bin/python" -m label_backfill.dev.stack env)"
