@@ -18,6 +18,7 @@ With neither setting the DAGs attach no callback. Nothing here runs at DAG parse
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import importlib.util
 import logging
@@ -32,7 +33,6 @@ from label_backfill.settings import BACKFILL_DAG_ID, DRIFT_DAG_ID, Settings
 
 log = logging.getLogger(__name__)
 
-SLACK_MODULE = "airflow.providers.slack.notifications.slack_webhook"
 SUBJECT_PREFIX = "[label-backfill]"
 
 
@@ -57,8 +57,6 @@ def _one_line(value: object) -> str:
 
 
 def _ranges(days: list[str]) -> str:
-    import datetime as dt
-
     ranges = contiguous_ranges([dt.date.fromisoformat(d) for d in days])
     return ", ".join(str(r.first) if r.first == r.last else str(r) for r in ranges)
 
