@@ -1,18 +1,33 @@
 """
 ### conversation_labels_backfill
 
-Repair one customer's ClickHouse labels for a range of UTC start days so they equal Postgres:
-**validate -> preflight (before snapshot + safety guard) -> delete -> wait for the mutation -> one job per
-day -> verify**. The report lands in `$LABEL_BACKFILL_REPORT_DIR/conversation_labels_backfill/<run_id>.json`
-(and `.md`).
+Repair one customer's ClickHouse labels (`conversation_with_labels`) for a range of days so they equal
+Postgres: **validate -> preflight (before snapshot + safety guard) -> delete -> wait for the mutation ->
+one job per day -> verify**.
 
-- `dry_run` stops after the preflight with the report: nothing is deleted.
-- A failed day can be cleared from the grid (with downstream): it deletes what its earlier attempt left,
-  rewrites the day, and `verify` runs again.
-- The run fails if any duplicate, missing, extra or stale row remains, or any day failed; the message
-  names the days.
+**The form.** *Run Parameters*: the customer (a profile's `customer_id`, e.g. `alaska-air`), the first and
+last day (UTC days of conversation **start**, both **inclusive**; the last must be before today, which the
+cron is still labeling) and *Dry run*. *Safety guards* and *Tuning* (closed) keep safe defaults; change
+them only when a run was refused and the message says so. A bad value (a customer id, a number out of its
+range, an unknown conf key) fails `validate` with a message naming it: nothing is read or deleted before.
 
-See README.md ("Backfill a customer", "Rerun a failed day").
+**What it does.** `validate` checks every value and finds the customer's profile. `preflight` compares the
+range with Postgres and **refuses** (report `REFUSED`, nothing deleted) when Postgres reports no
+conversations for a day ClickHouse holds, a day would lose more than the loss guard allows, or a
+conversation stored in the range now starts outside it (the message names the days to add). A dry run
+stops there with its report (`DRY RUN`). Then the range is deleted, every day rewritten by the labeling job
+(at most *Days at once*, earliest first), and `verify` compares again: the run is green only when every day
+is exact (verdict `EXACT`); otherwise it fails naming the days (`NOT EXACT`, `NOT REPAIRED`, `NOT
+VERIFIED`) and the deployment's alert is sent.
+
+**A failed day.** In the grid, open the failed `label_day` (named by its date), **Clear** it with
+**downstream**: the day deletes what its failed attempt wrote, is rewritten, and `verify` runs again.
+
+**Report.** `verify` (or `preflight` for a dry run or a refusal) logs its URL: under
+`$LABEL_BACKFILL_REPORT_DIR/conversation_labels_backfill/` (a folder or an object store), named after the
+run id, as JSON (`verdict`, per day: `pg_eligible`, `ch_rows`, `duplicates`, `missing`, `extra`, `stale`,
+`ok`; `problems`, `failed_days`) and markdown (before/after tables). One backfill runs at a time; more are
+queued.
 """
 
 from __future__ import annotations
@@ -21,7 +36,7 @@ import datetime as dt
 
 from airflow.sdk import Param, chain, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from label_backfill import backfill
+from label_backfill import alerts, backfill
 from label_backfill import settings as lb_settings
 from label_backfill.naming import InvalidInput
 from label_backfill.operators import (
@@ -30,12 +45,16 @@ from label_backfill.operators import (
     LabelDayKubernetesOperator,
 )
 from label_backfill.params import (
+    BACKFILL_DEFAULTS,
     BACKFILL_SAMPLE_SIZE,
     MAX_DAYS,
-    MAX_DAYS_DEFAULT,
     MAX_PARALLEL_DAYS,
     MIN_DELETE_RATIO,
+    SECTION_ESSENTIALS,
+    SECTION_GUARDS,
+    SECTION_TUNING,
     customer_param,
+    flag,
     refuse_unknown_keys,
 )
 from label_backfill.sides import Sides
@@ -43,10 +62,11 @@ from label_backfill.sql import SQL_DIR
 
 SETTINGS = lb_settings.load()
 SIDES = Sides.of(SETTINGS)
+REFUSED = "refused"  # XCom key: why validate or preflight refused the run (read by verify)
 
 
 def _report() -> backfill.Report:
-    return backfill.Report(SETTINGS.report_dir, get_current_context()["run_id"])
+    return backfill.Report(SETTINGS.report_dir, get_current_context()["run_id"], SETTINGS.report_conn_id)
 
 
 def _runner() -> tuple[type, dict]:
@@ -88,53 +108,68 @@ def _runner() -> tuple[type, dict]:
         "execution_timeout": dt.timedelta(hours=2),
     },
     params={
-        "customer": customer_param(description="A profile's customer_id in Postgres, e.g. alaska-air."),
+        # Run Parameters (open when the form opens): what to repair
+        "customer": customer_param(
+            description="A profile's customer_id in Postgres: lowercase letters, digits and '-', e.g. "
+            "alaska-air."
+        ),
         "start_date": Param(
             type="string",
             format="date",
             title="First day (UTC, inclusive)",
-            description="First UTC day of conversation start, YYYY-MM-DD.",
+            description="UTC day of conversation start, inclusive: the first day repaired.",
+            section=SECTION_ESSENTIALS,
         ),
         "end_date": Param(
             type="string",
             format="date",
             title="Last day (UTC, inclusive)",
-            description="Last UTC day of conversation start, YYYY-MM-DD; must be before today.",
+            description="UTC day of conversation start, inclusive: the last day repaired. Before today "
+            "(the cron is still labeling today).",
+            section=SECTION_ESSENTIALS,
         ),
-        "dry_run": Param(
-            False,
-            type="boolean",
+        "dry_run": flag(
+            BACKFILL_DEFAULTS["dry_run"],
             title="Dry run",
-            description="Preflight and report what would be deleted and rewritten; change nothing.",
+            description="Compare and report what would be deleted and rewritten; change nothing.",
+            section=SECTION_ESSENTIALS,
         ),
-        "max_parallel_days": MAX_PARALLEL_DAYS.param(
-            4, title="Days at once", description="How many day jobs run at the same time."
-        ),
+        # Safety guards: each refuses a run that looks wrong; change one only when a refusal says so
         "max_days": MAX_DAYS.param(
-            MAX_DAYS_DEFAULT,
-            title="Maximum range",
+            BACKFILL_DEFAULTS["max_days"],
+            title="Maximum range (days)",
             description="Refuse ranges longer than this many days (a typo guard).",
+            section=SECTION_GUARDS,
         ),
-        "allow_empty_source": Param(
-            False,
-            type="boolean",
+        "allow_empty_source": flag(
+            BACKFILL_DEFAULTS["allow_empty_source"],
             title="Allow days Postgres reports empty",
             description="Delete days where Postgres has no eligible conversations but ClickHouse has rows. "
             "Off by default: a wrong customer or an outage looks exactly like this.",
+            section=SECTION_GUARDS,
         ),
         "max_delete_ratio": Param(
-            2.0,
-            type="number",
-            minimum=MIN_DELETE_RATIO,
+            BACKFILL_DEFAULTS["max_delete_ratio"],
+            type=["number", "null"],
             title="Loss guard",
             description="Refuse a day when ClickHouse holds more than this many times the conversations it "
             "keeps after the repair (2.0: more than half of the day's conversations would be lost because "
-            "Postgres no longer has them). Duplicate rows are never counted as loss.",
+            f"Postgres no longer has them). Duplicate rows are never counted as loss. At least "
+            f"{MIN_DELETE_RATIO}; default {BACKFILL_DEFAULTS['max_delete_ratio']}.",
+            section=SECTION_GUARDS,
+        ),
+        # Tuning
+        "max_parallel_days": MAX_PARALLEL_DAYS.param(
+            BACKFILL_DEFAULTS["max_parallel_days"],
+            title="Days at once",
+            description="How many day jobs run at the same time.",
+            section=SECTION_TUNING,
         ),
         "sample_size": BACKFILL_SAMPLE_SIZE.param(
-            20,
+            BACKFILL_DEFAULTS["sample_size"],
             title="Drift sample",
             description="Drifted conversations shown per day in the report, with both sides' labels.",
+            section=SECTION_TUNING,
         ),
     },
 )
@@ -149,6 +184,7 @@ def conversation_labels_backfill() -> None:
             with SIDES.postgres() as postgres:
                 plan = backfill.resolve_customer(plan, postgres)
         except InvalidInput as err:
+            ctx["ti"].xcom_push(key=REFUSED, value=f"invalid input: {err}")  # for verify's message and alert
             raise AirflowFailException(f"invalid input: {err}") from None
         return plan.to_dict()
 
@@ -159,6 +195,7 @@ def conversation_labels_backfill() -> None:
         try:
             return backfill.preflight(plan, SIDES, _report(), dt.datetime.now(dt.UTC).date())
         except backfill.TaskFailed as err:
+            get_current_context()["ti"].xcom_push(key=REFUSED, value=str(err))
             raise AirflowFailException(str(err)) from None
 
     @task.short_circuit
@@ -169,7 +206,13 @@ def conversation_labels_backfill() -> None:
     def plan_days(plan_dict: dict) -> list[dict]:
         return backfill.day_job_kwargs(backfill.BackfillPlan.from_dict(plan_dict))
 
-    @task(trigger_rule="all_done", retries=2, retry_delay=dt.timedelta(seconds=SETTINGS.retry_delay_seconds))
+    @task(
+        trigger_rule="all_done",
+        retries=2,
+        retry_delay=dt.timedelta(seconds=SETTINGS.retry_delay_seconds),
+        # runs (all_done) and fails whenever the run went wrong, refusals included: one alert per failed run
+        on_failure_callback=alerts.on_failure(SETTINGS, lb_settings.BACKFILL_DAG_ID),
+    )
     def verify() -> dict:
         """After snapshot against Postgres; the run fails on any drift, failed day or unchecked state.
 
@@ -185,6 +228,7 @@ def conversation_labels_backfill() -> None:
                 (ti.xcom_pull(task_ids="delete_range") or {}).get("mutations"),
                 SIDES,
                 _report(),
+                {t: ti.xcom_pull(task_ids=t, key=REFUSED) for t in ("validate", "preflight")},
             )
         except backfill.TaskFailed as err:
             raise AirflowFailException(str(err)) from None

@@ -2,20 +2,27 @@
 ### conversation_labels_drift_check
 
 Every night (`$LABEL_BACKFILL_DRIFT_SCHEDULE`, default `0 4 * * *` UTC) compare each customer's ClickHouse
-labels with Postgres over the `lookback_days` full UTC days ending the day before the run's logical date
-(a rerun checks the same days; today's open conversations are never drift).
+labels with Postgres, day by day. **Green means checked and equal.**
 
-Per customer and day: Postgres eligible, ClickHouse rows, distinct, duplicates, missing, extra, stale, and
-for a drifted day a sample of conversations with both sides' labels. Clean days cost two aggregate queries.
-Report: `$LABEL_BACKFILL_REPORT_DIR/conversation_labels_drift_check/<run_id>.json` and `.md`.
+**Which days.** The `lookback_days` full UTC days (of conversation start) ending the day **before** the
+run's logical date: the run of 2026-02-15 04:00 UTC checks 2026-02-08..2026-02-14 with the default 7.
+Today is never checked (its conversations are still open). Rerunning a run checks the same days; a manual
+run's logical date is when it was triggered, so it checks the days before that.
 
-Green means checked and equal. `check_window` first refuses conf keys this DAG does not define. Each
-customer ends with one status: `clean`, `no_data` (0 rows on both sides; fails only when every checked
-customer has none), `drift`, `invalid`, `no_profile`, `missing_database`, `error` or `not_checked` (its task
-left no result); when nobody could be checked the report says why. `alert` fails on anything but `clean` /
-`no_data`, naming each customer with its status and reason and the report, so failure callbacks, emails or
-Slack hooks fire. With `auto_repair`, drifted ranges are handed to `conversation_labels_backfill`, also
-when other customers could not be checked.
+**Which customers.** `customers` as given (one per line), or every profile in Postgres when empty. Each
+ends with one status: `clean`, `no_data` (0 rows on both sides: fails only when every checked customer has
+none), `drift`, `invalid`, `no_profile`, `missing_database`, `error` or `not_checked`. `check_window`
+first refuses conf keys and values this DAG does not accept (nothing is read before).
+
+**Failing.** `alert`, the last task, fails on anything but `clean` / `no_data`, naming each customer with
+its status and drifted day ranges and the report's URL, and sends the deployment's alert (e-mail, Slack).
+
+**Repairs.** With *Auto repair*, each drifted range (oldest first, at most *Repair budget* days per
+customer) is handed to `conversation_labels_backfill`, not while a backfill is queued or running.
+
+**Report.** `$LABEL_BACKFILL_REPORT_DIR/conversation_labels_drift_check/`, named after the run id, JSON and
+markdown: drifted customers first, per day `pg_eligible`, `ch_rows`, `duplicates`, `missing`, `extra`,
+`stale` and a sample of drifted conversations with both sides' labels.
 """
 
 from __future__ import annotations
@@ -26,13 +33,25 @@ import logging
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, chain, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from label_backfill import drift
+from label_backfill import alerts, drift
 from label_backfill import settings as lb_settings
-from label_backfill.params import DRIFT_SAMPLE_SIZE, LOOKBACK_DAYS, MAX_REPAIR_DAYS, refuse_unknown_keys
+from label_backfill.params import (
+    DRIFT_DEFAULTS,
+    DRIFT_SAMPLE_SIZE,
+    LOOKBACK_DAYS,
+    MAX_REPAIR_DAYS,
+    SECTION_ESSENTIALS,
+    SECTION_GUARDS,
+    SECTION_TUNING,
+    flag,
+    refuse_unknown_keys,
+    with_defaults,
+)
 from label_backfill.sides import Sides
 
 SETTINGS = lb_settings.load()
 SIDES = Sides.of(SETTINGS)
+ALERT = alerts.on_failure(SETTINGS, lb_settings.DRIFT_DAG_ID)  # the deployment's notifiers ([] when none)
 log = logging.getLogger(__name__)
 NOT_CHECKED = "not_checked"  # XCom key: why a task could not list anything to check (read by ``report``)
 
@@ -51,34 +70,43 @@ NOT_CHECKED = "not_checked"  # XCom key: why a task could not list anything to c
         "execution_timeout": dt.timedelta(hours=1),
     },
     params={
+        # Run Parameters (open when the form opens)
         "customers": Param(
-            [],
-            type="array",
+            DRIFT_DEFAULTS["customers"],
+            type=["array", "null"],
             items={"type": "string"},
             title="Customers",
-            description="customer_ids to check; empty = every profile in Postgres.",
+            description="customer_ids to check, one per line; empty: every profile in Postgres.",
+            section=SECTION_ESSENTIALS,
         ),
         "lookback_days": LOOKBACK_DAYS.param(
-            7,
+            DRIFT_DEFAULTS["lookback_days"],
             title="Lookback days",
-            description="Full UTC days checked, ending the day before the run's logical date.",
+            description="How many full UTC days are checked, ending the day before the run's logical date "
+            "(the 2026-02-15 04:00 run checks 2026-02-08..2026-02-14 with 7; a manual run checks the days "
+            "before it was triggered; today is never checked).",
+            section=SECTION_ESSENTIALS,
         ),
-        "auto_repair": Param(
-            False,
-            type="boolean",
+        "auto_repair": flag(
+            DRIFT_DEFAULTS["auto_repair"],
             title="Auto repair",
             description="Trigger conversation_labels_backfill for each drifted range (not while one is queued "
             "or running).",
+            section=SECTION_ESSENTIALS,
         ),
+        # Safety guards
         "max_repair_days": MAX_REPAIR_DAYS.param(
-            7,
-            title="Repair budget",
+            DRIFT_DEFAULTS["max_repair_days"],
+            title="Repair budget (days)",
             description="At most this many days repaired per customer per night (oldest drift first).",
+            section=SECTION_GUARDS,
         ),
+        # Tuning
         "sample_size": DRIFT_SAMPLE_SIZE.param(
-            10,
+            DRIFT_DEFAULTS["sample_size"],
             title="Drift sample",
             description="Drifted conversations listed per day, with both sides' labels.",
+            section=SECTION_TUNING,
         ),
     },
 )
@@ -96,8 +124,9 @@ def conversation_labels_drift_check() -> None:
         try:
             # ctx["dag"].params: the DAG's own params; ctx["params"] already holds the conf's unknown keys too
             refuse_unknown_keys(run.conf, ctx["dag"].params.keys())
+            params = drift.check_params(ctx["params"])
             anchor = (run.logical_date or run.run_after).astimezone(dt.UTC).date()
-            days = drift.lookback(anchor, ctx["params"]["lookback_days"])
+            days = drift.lookback(anchor, params["lookback_days"])
         except InvalidInput as err:
             ctx["ti"].xcom_push(key=NOT_CHECKED, value=f"the run's params were refused: {err}")
             raise AirflowFailException(f"invalid input: {err}") from None
@@ -109,7 +138,7 @@ def conversation_labels_drift_check() -> None:
 
         Fails when the profiles cannot be listed or there are none, pushing why for ``report``."""
         ctx = get_current_context()
-        requested = ctx["params"]["customers"]
+        requested = with_defaults(ctx["params"], DRIFT_DEFAULTS)["customers"]
         if requested:
             return drift.select_customers(requested, [])
         try:
@@ -138,7 +167,7 @@ def conversation_labels_drift_check() -> None:
         ``all_done``: a customer whose check failed must not stop the others' repairs (Airflow hands over the
         results that exist)."""
         ctx = get_current_context()
-        params, ti = ctx["params"], ctx["ti"]
+        params, ti = with_defaults(ctx["params"], DRIFT_DEFAULTS), ctx["ti"]
         repairs: list[dict] = []
         if not params["auto_repair"]:
             note = "auto_repair is off: nothing triggered."
@@ -156,12 +185,12 @@ def conversation_labels_drift_check() -> None:
         ti.xcom_push(key="note", value=note)
         return repairs
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", on_failure_callback=ALERT)  # no report written: alert is never reached
     def report(results: list[dict], repairs: list[dict]) -> dict:
         """Always runs. Every listed customer gets a line (``not_checked`` when its task left no result);
         when nobody could be checked, the report says so and why."""
         from label_backfill.naming import DayRange
-        from label_backfill.reports import report_paths, write_report
+        from label_backfill.reports import report_url, write_report
 
         ctx = get_current_context()
         ti = ctx["ti"]
@@ -179,16 +208,21 @@ def conversation_labels_drift_check() -> None:
         note = ti.xcom_pull(task_ids="plan_repairs", key="note") or "repairs were not planned."
         document = drift.report_document(found, days, ctx["run_id"], list(repairs or []), note, reason)
         markdown = drift.render_markdown(document)
-        path = report_paths(SETTINGS.report_dir, lb_settings.DRIFT_DAG_ID, ctx["run_id"])[0]
+        path = report_url(SETTINGS.report_dir, lb_settings.DRIFT_DAG_ID, ctx["run_id"])
         try:
-            path = write_report(
-                SETTINGS.report_dir, lb_settings.DRIFT_DAG_ID, ctx["run_id"], document, markdown
+            write_report(
+                SETTINGS.report_dir,
+                lb_settings.DRIFT_DAG_ID,
+                ctx["run_id"],
+                document,
+                markdown,
+                SETTINGS.report_conn_id,
             )
         finally:
             log.info("report %s:\n%s", path, markdown)
-        return {"report": str(path), "problems": document["problems"]}
+        return {"report": path, "problems": document["problems"]}
 
-    @task(retries=0)
+    @task(retries=0, on_failure_callback=ALERT)
     def alert(summary: dict) -> None:
         """The run's last task: fails on any drift and on anything not checked, so Airflow's ordinary
         alerting fires; names every failing customer with its status and reason, and the report."""

@@ -9,12 +9,13 @@ umask 077
 export AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS=0o600
 export AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS=0o700
 LOCAL="${LABEL_BACKFILL_LOCAL_DIR:-$REPO/.local}"
+LOCAL="$(mkdir -p "$LOCAL" && cd "$LOCAL" && pwd)" # absolute: the scripts print paths under it
 export LABEL_BACKFILL_LOCAL_DIR="$LOCAL"
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$LOCAL/airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$REPO/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$REPO/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
-export LABEL_BACKFILL_REPORT_DIR="${LABEL_BACKFILL_REPORT_DIR:-$REPO/reports}"
+export LABEL_BACKFILL_REPORT_DIR="${LABEL_BACKFILL_REPORT_DIR:-$LOCAL/reports}"
 mkdir -p "$AIRFLOW_HOME"
 # The default folders (ours): closed to others, also when an earlier version created them world-readable.
 for _label_backfill_dir in "$REPO/.local" "$REPO/reports"; do

@@ -16,17 +16,21 @@ echo "== 2. Postgres vs ClickHouse before any repair"
 $PY -m label_backfill.dev.compare --customer $CUSTOMER --start-date $START --end-date $END
 
 echo
-echo "== 3. Backfill: airflow dags test conversation_labels_backfill (log: .local/demo-airflow.log)"
-.venv/bin/airflow db migrate > "$LABEL_BACKFILL_LOCAL_DIR/demo-airflow.log" 2>&1
+LOG="$LABEL_BACKFILL_LOCAL_DIR/demo-airflow.log"
+echo "== 3. Backfill: airflow dags test conversation_labels_backfill (log: $LOG)"
+.venv/bin/airflow db migrate > "$LOG" 2>&1
 conf="{\"customer\": \"$CUSTOMER\", \"start_date\": \"$START\", \"end_date\": \"$END\"}"
 SECONDS=0
-if ! .venv/bin/airflow dags test conversation_labels_backfill -c "$conf" >> "$LABEL_BACKFILL_LOCAL_DIR/demo-airflow.log" 2>&1; then
-  echo "airflow dags test failed; last lines of the log:"; tail -40 "$LABEL_BACKFILL_LOCAL_DIR/demo-airflow.log"; exit 1
+if ! .venv/bin/airflow dags test conversation_labels_backfill -c "$conf" >> "$LOG" 2>&1; then
+  echo "airflow dags test failed; last lines of the log:"; tail -40 "$LOG"; exit 1
 fi
 echo "DAG run finished in ${SECONDS} s"
 
 echo
-report="$(ls -t "$LABEL_BACKFILL_REPORT_DIR"/conversation_labels_backfill/*.json | head -1)"
+# verify logs "EXACT; report: file:///.../<run id made safe>.json": this run's report, wherever it was written
+url="$(grep -o 'report: file://[^ ]*\.json' "$LOG" | tail -1 || true)"
+[[ -n "$url" ]] || { echo "no local report named in $LOG (LABEL_BACKFILL_REPORT_DIR=$LABEL_BACKFILL_REPORT_DIR)"; exit 1; }
+report="${url#report: file://}"
 report="${report%.json}"
 echo "== 4. The run's report ($report.md)"
 sed -n '/## Before -> after/,$p' "$report.md"

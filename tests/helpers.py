@@ -76,3 +76,10 @@ def oracle_mismatches(pg: Any, ch: Any, customer: str, database: str, first: str
         if sorted(stored.get(cid, [])) != expected:
             problems.append(f"{cid}: ClickHouse {stored.get(cid, [])} != Postgres {expected}")
     return problems
+
+
+def report_name(run_id: str, suffix: str = ".json") -> str:
+    """The file name of a run's report (run ids made safe for every store: ``reports.safe_name``)."""
+    from label_backfill.reports import safe_name
+
+    return safe_name(run_id) + suffix

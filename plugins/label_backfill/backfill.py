@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,7 +23,14 @@ from label_backfill.naming import (
     utc_midnight,
     validate_customer_id,
 )
-from label_backfill.params import BACKFILL_SAMPLE_SIZE, MAX_DAYS, MAX_PARALLEL_DAYS, MIN_DELETE_RATIO
+from label_backfill.params import (
+    BACKFILL_DEFAULTS,
+    BACKFILL_SAMPLE_SIZE,
+    MAX_DAYS,
+    MAX_PARALLEL_DAYS,
+    MIN_DELETE_RATIO,
+    with_defaults,
+)
 from label_backfill.params import MAX_PARALLEL_DAYS_LIMIT as MAX_PARALLEL_DAYS_LIMIT  # the DAG reads it here
 from label_backfill.reports import write_report
 from label_backfill.settings import BACKFILL_DAG_ID
@@ -69,12 +76,14 @@ def _bool(params: dict[str, Any], name: str) -> bool:
     return value
 
 
-def validate_params(params: dict[str, Any], today: dt.date) -> BackfillPlan:
+def validate_params(params: Mapping[str, Any], today: dt.date) -> BackfillPlan:
     """Check every param before anything touches a database; raise ``InvalidInput`` naming the param.
 
-    The trigger form checks each value against the same bounds (``params``); these checks also hold for a
-    conf that did not come through the form, and add what a schema cannot say: a finished end day, the range
-    against ``max_days``."""
+    The trigger form's schema holds the types; the values are checked here, with messages a person can act
+    on (``params`` says why the schema does not carry them): the customer id, the ranges (never clamped), a
+    finished end day, the range against ``max_days``, the loss guard. A null defaulted param is its default.
+    """
+    params = with_defaults(params, BACKFILL_DEFAULTS)
     customer = validate_customer_id(params.get("customer"))
     first = parse_day(params.get("start_date"), "start_date")
     last = parse_day(params.get("end_date"), "end_date")
@@ -537,10 +546,12 @@ class TaskFailed(Exception):
 
 @dataclass(frozen=True)
 class Report:
-    """Where a run's report goes: ``<report_dir>/conversation_labels_backfill/<run_id>.json`` and ``.md``."""
+    """Where a run's report goes: ``<report_dir>/conversation_labels_backfill/<run id made safe>.json`` and
+    ``.md`` (``reports.safe_name``), on the store of ``conn_id`` when the folder is a URL."""
 
     report_dir: str
     run_id: str
+    conn_id: str | None = None
 
     def write(
         self,
@@ -553,14 +564,14 @@ class Report:
         result: str,
         clickhouse_now: list[dict[str, Any]] | None = None,
     ) -> str:
-        """Write the JSON and its markdown twin; return the JSON's path."""
+        """Write the JSON and its markdown twin; return the JSON's URL."""
         document = report_document(
             plan, before, after, problems, failed, self.run_id, result=result, clickhouse_now=clickhouse_now
         )
         markdown = render_markdown(
             plan, before, after, problems, self.run_id, result=result, clickhouse_now=clickhouse_now
         )
-        return str(write_report(self.report_dir, BACKFILL_DAG_ID, self.run_id, document, markdown))
+        return write_report(self.report_dir, BACKFILL_DAG_ID, self.run_id, document, markdown, self.conn_id)
 
 
 def preflight(plan: BackfillPlan, sides: Sides, report: Report, today: dt.date) -> dict[str, Any]:
@@ -600,6 +611,7 @@ def verify(
     watched: list[list[str]] | None,
     sides: Sides,
     report: Report,
+    refused: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """The ``verify`` task: the after snapshot against Postgres, a report whatever happened once a delete may
     have happened, and ``TaskFailed`` on any drift, failed day or edge problem.
@@ -610,10 +622,15 @@ def verify(
     :param plan_dict: ``validate``'s XCom; ``found``: ``preflight``'s (None when the task did not succeed).
     :param states: this run's task states (``label_day_<i>`` per mapped day).
     :param watched: the ``(host, mutation_id)`` pairs ``delete_range`` returned, None if it returned none.
+    :param refused: why ``validate`` / ``preflight`` refused the run (task id -> message), when they said.
     """
     if not plan_dict or not found:
         stopped = next((t for t in ("validate", "preflight") if states.get(t) != "success"), "preflight")
-        raise TaskFailed(f"nothing was deleted: {stopped} did not succeed (see its log)")
+        why = (refused or {}).get(stopped)
+        raise TaskFailed(
+            f"nothing was deleted: {stopped} "
+            + (f"refused the run: {why}" if why else "did not succeed (see its log)")
+        )
     plan = BackfillPlan.from_dict(plan_dict)
     before = comparison_from_dict(found["before"])
     clickhouse = sides.clickhouse(plan.database)

@@ -24,7 +24,13 @@ from label_backfill.naming import (
     database_name,
     validate_customer_id,
 )
-from label_backfill.params import LOOKBACK_DAYS
+from label_backfill.params import (
+    DRIFT_DEFAULTS,
+    DRIFT_SAMPLE_SIZE,
+    LOOKBACK_DAYS,
+    MAX_REPAIR_DAYS,
+    with_defaults,
+)
 from label_backfill.settings import BACKFILL_DAG_ID, DRIFT_DAG_ID
 from label_backfill.sides import Sides
 
@@ -72,6 +78,22 @@ def lookback(anchor: dt.date, lookback_days: int) -> DayRange:
             f"lookback_days: {lookback_days!r} must be from {LOOKBACK_DAYS.low} to {LOOKBACK_DAYS.high}"
         )
     return DayRange(anchor - dt.timedelta(days=lookback_days), anchor - dt.timedelta(days=1))
+
+
+def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's params with defaults for nulls, every value checked (``InvalidInput`` naming the param): the
+    form carries no bounds (it would clamp to them, see ``params``), so a value out of range is refused here,
+    by ``check_window``, before anything reads a database."""
+    out = with_defaults(params, DRIFT_DEFAULTS)
+    customers = out["customers"]
+    if not isinstance(customers, list) or not all(isinstance(c, str) for c in customers):
+        raise InvalidInput(f"customers: {customers!r} must be a list of customer ids")
+    LOOKBACK_DAYS.check("lookback_days", out["lookback_days"])
+    if not isinstance(out["auto_repair"], bool):
+        raise InvalidInput(f"auto_repair: {out['auto_repair']!r} must be true or false")
+    MAX_REPAIR_DAYS.check("max_repair_days", out["max_repair_days"])
+    DRIFT_SAMPLE_SIZE.check("sample_size", out["sample_size"])
+    return out
 
 
 def select_customers(requested: Iterable[str] | None, profiles: list[tuple[str, str]]) -> list[str]:
@@ -140,6 +162,7 @@ def check(customer: str, first: str, last: str, params: Mapping[str, Any], sides
     with the run's params, both sides reached through the providers' hooks (``sides``)."""
     from label_backfill import compare  # looked up per call: a test replaces ``compare.compare``
 
+    params = with_defaults(params, DRIFT_DEFAULTS)
     result = check_customer(
         customer,
         DayRange(dt.date.fromisoformat(first), dt.date.fromisoformat(last)),

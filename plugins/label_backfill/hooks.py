@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,6 +12,26 @@ from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID
 # psycopg's own keyword arguments (Python objects, not libpq parameters): the hook may pass them
 # (``row_factory`` from the extra ``cursor``); no other client understands them.
 _PSYCOPG_ONLY = frozenset({"autocommit", "prepare_threshold", "context", "row_factory", "cursor_factory"})
+
+# ClickHouseHook.get_client always passes these HTTP settings; on chdb (the embedded stack's engine)
+# clickhouse-connect logs "Ignoring arguments with no chdb meaning: client_name, host, port, username, verify"
+# for every client, i.e. on every task. That line alone is dropped; one that names any other argument (one of
+# the connection's own client_kwargs that chdb ignores) is still logged.
+_HOOK_HTTP_ARGS = frozenset({"host", "port", "username", "password", "secure", "verify", "client_name"})
+_CHDB_IGNORED = "Ignoring arguments with no chdb meaning: %s"
+
+
+class _HookArgsOnChdb(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != _CHDB_IGNORED or not isinstance(record.args, tuple) or len(record.args) != 1:
+            return True
+        return not {name.strip() for name in str(record.args[0]).split(",")} <= _HOOK_HTTP_ARGS
+
+
+def _quiet_hook_args_on_chdb() -> None:
+    driver_log = logging.getLogger("clickhouse_connect.driver")
+    if not any(isinstance(f, _HookArgsOnChdb) for f in driver_log.filters):
+        driver_log.addFilter(_HookArgsOnChdb())
 
 
 def postgres_connection(conn_id: str = POSTGRES_CONN_ID) -> Any:
@@ -113,6 +134,7 @@ def clickhouse_client(conn_id: str = CLICKHOUSE_CONN_ID) -> Any:
     refuses an extra that would not connect as written (``client_kwargs.secure``: plain HTTP)."""
     from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook
 
+    _quiet_hook_args_on_chdb()
     hook = ClickHouseHook(clickhouse_conn_id=conn_id)
     _refuse_misleading_clickhouse_extra(conn_id, hook.get_connection(conn_id).extra_dejson)
     return hook.get_client()

@@ -18,9 +18,14 @@ class InvalidInput(ValueError):
 def validate_customer_id(customer_id: object, param: str = "customer") -> str:
     """Return ``customer_id`` if it is a well-formed profile id (lowercase letters, digits, dashes)."""
     if not isinstance(customer_id, str) or not CUSTOMER_ID_RE.fullmatch(customer_id):
+        hint = ""
+        if isinstance(customer_id, str):
+            guess = re.sub(r"[\s_]+", "-", customer_id.strip().lower())
+            if guess != customer_id and CUSTOMER_ID_RE.fullmatch(guess):
+                hint = f"; did you mean {guess!r}?"
         raise InvalidInput(
             f"{param}: {customer_id!r} is not a customer id (lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit, at most 63 characters)"
+            f"starting and ending with a letter or digit, at most 63 characters, e.g. alaska-air){hint}"
         )
     return customer_id
 

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 
 from label_backfill.naming import validate_identifier
+from label_backfill.reports import check_report_dir
 
 POSTGRES_CONN_ID = "postgres_conversations"
 CLICKHOUSE_CONN_ID = "clickhouse_conversations"
@@ -26,12 +27,16 @@ class Settings:
     cronjob: str
     k8s_container: str
     report_dir: str
+    report_conn_id: str | None
     drift_schedule: str
     deferrable: bool
     mutation_timeout_seconds: int
     day_retries: int
     retry_delay_seconds: int
     k8s_poll_seconds: float
+    alert_emails: tuple[str, ...] = ()
+    smtp_conn_id: str = "smtp_default"
+    slack_conn_id: str | None = None
 
     @property
     def read_table(self) -> str:
@@ -43,6 +48,15 @@ class Settings:
 
 def _flag(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _emails(value: str) -> tuple[str, ...]:
+    """``LABEL_BACKFILL_ALERT_EMAILS``: addresses separated by commas (or semicolons)."""
+    emails = tuple(e.strip() for e in value.replace(";", ",").split(",") if e.strip())
+    bad = [e for e in emails if e.count("@") != 1 or " " in e]
+    if bad:
+        raise ValueError(f"LABEL_BACKFILL_ALERT_EMAILS: {', '.join(map(repr, bad))} is not an e-mail address")
+    return emails
 
 
 def load(environ: dict[str, str] | None = None) -> Settings:
@@ -62,11 +76,15 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         or "cron-label-conversations",
         k8s_container=env.get("LABEL_BACKFILL_K8S_CONTAINER", "label-conversations").strip()
         or "label-conversations",
-        report_dir=env.get("LABEL_BACKFILL_REPORT_DIR", "./reports").strip() or "./reports",
+        report_dir=check_report_dir(env.get("LABEL_BACKFILL_REPORT_DIR", "./reports").strip() or "./reports"),
+        report_conn_id=env.get("LABEL_BACKFILL_REPORT_CONN_ID", "").strip() or None,
         drift_schedule=env.get("LABEL_BACKFILL_DRIFT_SCHEDULE", "0 4 * * *").strip() or "0 4 * * *",
         deferrable=_flag(env.get("LABEL_BACKFILL_DEFERRABLE", "false")),
         mutation_timeout_seconds=int(env.get("LABEL_BACKFILL_MUTATION_TIMEOUT_SECONDS", "3600")),
         day_retries=int(env.get("LABEL_BACKFILL_DAY_RETRIES", "2")),
         retry_delay_seconds=int(env.get("LABEL_BACKFILL_RETRY_DELAY_SECONDS", "60")),
         k8s_poll_seconds=float(env.get("LABEL_BACKFILL_K8S_POLL_SECONDS", "10")),
+        alert_emails=_emails(env.get("LABEL_BACKFILL_ALERT_EMAILS", "")),
+        smtp_conn_id=env.get("LABEL_BACKFILL_SMTP_CONN_ID", "").strip() or "smtp_default",
+        slack_conn_id=env.get("LABEL_BACKFILL_SLACK_CONN_ID", "").strip() or None,
     )

@@ -123,3 +123,26 @@ def test_drift_contract():
     assert dag.get_task("report").trigger_rule == "all_done"
     assert dag.get_task("plan_repairs").trigger_rule == "all_done"
     assert dag.get_task("alert").trigger_rule == "all_success" and dag.get_task("alert").retries == 0
+
+
+def test_alert_settings_attach_the_notifier_without_io_at_parse(no_network, monkeypatch):
+    """With e-mail and Slack set (the Slack provider absent), both DAGs still parse, doing no I/O, and the tasks
+    whose failure ends a run badly carry the notifier."""
+    from airflow.dag_processing.dagbag import DagBag
+    from label_backfill.alerts import LabelAlertNotifier
+
+    monkeypatch.setenv("LABEL_BACKFILL_ALERT_EMAILS", "oncall@example.test")
+    monkeypatch.setenv("LABEL_BACKFILL_SLACK_CONN_ID", "slack_alerts")
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+
+    def alerting(dag_id: str) -> set[str]:
+        dag = bag.dags[dag_id]
+        return {
+            t.task_id
+            for t in dag.tasks
+            if any(isinstance(c, LabelAlertNotifier) for c in (t.on_failure_callback or []))
+        }
+
+    assert alerting(BACKFILL) == {"verify"}
+    assert alerting(DRIFT) == {"report", "alert"}

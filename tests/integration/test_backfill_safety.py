@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.crafted import add_conversations, at, label_range, make_customer
-from tests.helpers import oracle_mismatches, run_dag, table_snapshot
+from tests.helpers import oracle_mismatches, report_name, run_dag, table_snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def conf(**overrides):
 
 
 def report_of(reports_dir, run) -> dict:
-    return json.loads((reports_dir / DAG_ID / f"{run.run_id}.json").read_text())
+    return json.loads((reports_dir / DAG_ID / report_name(run.run_id)).read_text())
 
 
 def our_pending_mutations(ch, database: str = DB) -> list[tuple]:

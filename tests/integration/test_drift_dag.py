@@ -9,7 +9,7 @@ import pytest
 from label_backfill.dev.simulate import SCALES, simulate
 
 from tests.crafted import relabel, reset_all
-from tests.helpers import load_dag
+from tests.helpers import load_dag, report_name
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +28,11 @@ def run_check(**params):
 
 
 def read_report(reports_dir, run):
-    return json.loads((reports_dir / DAG_ID / f"{run.run_id}.json").read_text())
+    return json.loads((reports_dir / DAG_ID / report_name(run.run_id)).read_text())
 
 
 def report_path(reports_dir, run):
-    return str(reports_dir / DAG_ID / f"{run.run_id}.json")
+    return "file://" + str(reports_dir / DAG_ID / report_name(run.run_id))  # the URL alerts and logs name
 
 
 def alert_text(capfd):
@@ -86,7 +86,7 @@ def test_an_incident_is_flagged_per_customer_and_day_and_alerts(
     assert sum(d["stale"] for d in bad) == changed and all(d["missing"] == d["extra"] == 0 for d in bad)
     assert bad[0]["sample"] and bad[0]["sample"][0]["postgres"]["usecase_id"] == "cargo"
     assert "label drift: horizon-air: drift on 2026-02-03..2026-02-04" in "".join(capfd.readouterr())
-    markdown = (reports_dir / DAG_ID / f"{run.run_id}.md").read_text()
+    markdown = (reports_dir / DAG_ID / report_name(run.run_id, ".md")).read_text()
     assert markdown.index("horizon-air") < markdown.index("alaska-air") and "## horizon-air" in markdown
 
 
@@ -185,7 +185,7 @@ def test_unreachable_postgres_fails_the_run_saying_nobody_was_checked(
     assert "OperationalError" in report["problems"][0] and report["not_checked_reason"]
     assert "label drift: no customer was checked: listing the customers failed: " in out
     assert report_path(reports_dir, run) in out
-    markdown = (reports_dir / DAG_ID / f"{run.run_id}.md").read_text()
+    markdown = (reports_dir / DAG_ID / report_name(run.run_id, ".md")).read_text()
     assert "every customer matches" not in markdown and "no customer was checked" in markdown
 
 
@@ -312,7 +312,7 @@ def test_a_customer_without_rows_on_either_side_is_no_data_not_clean(
         "quiet-air": "no_data",
     }
     assert report["ok"] is True and report["problems"] == [] and report["no_data"] == ["quiet-air"]
-    markdown = (reports_dir / DAG_ID / f"{run.run_id}.md").read_text()
+    markdown = (reports_dir / DAG_ID / report_name(run.run_id, ".md")).read_text()
     assert "| quiet-air | no_data |" in markdown and "no data" in markdown.split("|")[0]
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import report_name
+
 pytestmark = pytest.mark.ui
 
 DAG_ID = "conversation_labels_backfill"
@@ -209,7 +211,7 @@ def test_backfill_fails_on_a_day_then_a_ui_clear_makes_it_green(airflow_ui, brow
         expect(report_line).to_be_visible()
         shot(page, "07-verify-report.png")
 
-        report_path = airflow_ui.report_dir / DAG_ID / f"{run_id}.json"
+        report_path = airflow_ui.report_dir / DAG_ID / report_name(run_id)
         assert report_path.exists(), f"no report at {report_path}"
         report = json.loads(report_path.read_text())
         assert report["ok"] is True, report.get("problems")

@@ -23,6 +23,26 @@ def test_lookback_ends_the_day_before_the_logical_date():
         drift.lookback(dt.date(2026, 11, 24), 0)
 
 
+def test_params_default_when_emptied_and_refuse_out_of_range_values():
+    emptied = {"customers": None, "lookback_days": None, "auto_repair": None, "max_repair_days": None}
+    assert drift.check_params({**emptied, "sample_size": None}) == {
+        "customers": [],
+        "lookback_days": 7,
+        "auto_repair": False,
+        "max_repair_days": 7,
+        "sample_size": 10,
+    }
+    for bad, message in (
+        ({"lookback_days": 91}, "lookback_days: 91 must be a whole number from 1 to 90"),
+        ({"max_repair_days": 63}, "max_repair_days: 63 must be a whole number from 1 to 62"),
+        ({"sample_size": -1}, "sample_size: -1 must be a whole number from 0 to 200"),
+        ({"customers": "alaska-air"}, "customers: 'alaska-air' must be a list of customer ids"),
+        ({"auto_repair": "yes"}, "auto_repair: 'yes' must be true or false"),
+    ):
+        with pytest.raises(InvalidInput, match=f"^{message}$"):
+            drift.check_params(bad)
+
+
 def test_customer_selection_keeps_invalid_entries_for_their_own_check():
     profiles = [("b-air", "us-east-1"), ("a-air", "eu-west-1"), ("Bad Air", "us-east-1")]
     assert drift.select_customers([], profiles) == ["Bad Air", "a-air", "b-air"]

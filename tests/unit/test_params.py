@@ -28,11 +28,13 @@ def test_every_unknown_key_is_named():
     assert "'customers' (did you mean 'customer'?)" in str(err.value) and "'zzz'" in str(err.value)
 
 
-def test_a_bound_is_the_form_schema_and_the_python_check():
+def test_a_bound_is_said_in_the_form_and_checked_in_python_never_clamped():
     from label_backfill.params import MAX_DAYS, MAX_DAYS_LIMIT
 
-    schema = MAX_DAYS.param(62, title="Maximum range", description="d").schema
-    assert (schema["type"], schema["minimum"], schema["maximum"]) == ("integer", 1, MAX_DAYS_LIMIT)
+    param = MAX_DAYS.param(62, title="Maximum range", description="Refuse longer ranges.")
+    # no minimum/maximum: the trigger form's number input would clamp to them instead of refusing
+    assert param.schema["type"] == ["integer", "null"] and not {"minimum", "maximum"} & set(param.schema)
+    assert param.description == f"Refuse longer ranges. 1 to {MAX_DAYS_LIMIT}; default 62."
     assert MAX_DAYS.check("max_days", MAX_DAYS_LIMIT) == MAX_DAYS_LIMIT
     for bad in (0, MAX_DAYS_LIMIT + 1, True, 3.0, "7", None):
         with pytest.raises(

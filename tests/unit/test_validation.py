@@ -153,3 +153,26 @@ def test_failed_days_reads_mapped_states():
 def test_day_range_rejects_reversed():
     with pytest.raises(InvalidInput):
         DayRange(dt.date(2026, 1, 2), dt.date(2026, 1, 1))
+
+
+def test_an_emptied_form_field_means_its_default():
+    """The trigger form sends null for a number or flag the user emptied (they are not required there)."""
+    nulls = {k: None for k in ("dry_run", "max_parallel_days", "max_days", "allow_empty_source")}
+    plan = validate_params({**GOOD, **nulls, "max_delete_ratio": None, "sample_size": None}, TODAY)
+    assert (plan.dry_run, plan.max_parallel_days, plan.max_days) == (False, 4, 62)
+    assert (plan.allow_empty_source, plan.max_delete_ratio, plan.sample_size) == (False, 2.0, 20)
+
+
+def test_an_out_of_range_number_is_refused_never_clamped():
+    with pytest.raises(InvalidInput, match=r"^max_parallel_days: 40 must be a whole number from 1 to 16$"):
+        validate_params({**GOOD, "max_parallel_days": 40}, TODAY)
+
+
+def test_a_bad_customer_id_gets_a_human_message():
+    with pytest.raises(InvalidInput) as err:
+        validate_params({**GOOD, "customer": "Alaska_Air"}, TODAY)
+    message = str(err.value)
+    assert message.startswith(
+        "customer: 'Alaska_Air' is not a customer id (lowercase letters, digits and '-'"
+    )
+    assert message.endswith("e.g. alaska-air); did you mean 'alaska-air'?") and "^" not in message

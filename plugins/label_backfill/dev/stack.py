@@ -380,9 +380,11 @@ class Stack:
             "schema": params["dbname"],
             "port": 5432,
         }
+        # chdb chosen by the DSN's scheme, not {"interface": "chdb", "path": ...}: Airflow masks every value of a
+        # connection's extra and warns, on every task, that "chdb" is too short to mask.
         clickhouse = {
             "conn_type": "clickhouse",
-            "extra": {"client_kwargs": {"interface": "chdb", "path": str(self.chdb_path)}},
+            "extra": {"client_kwargs": {"dsn": f"chdb://{self.chdb_path.resolve()}"}},
         }
         return {
             "AIRFLOW_CONN_POSTGRES_CONVERSATIONS": json.dumps(postgres),
