@@ -23,6 +23,8 @@ from xml.sax.saxutils import escape
 
 import pytest
 
+from tests.helpers import report_name
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,8 +38,8 @@ from label_backfill.clickhouse import LabelTable
 from label_backfill.dev.simulate import simulate
 conninfo, path, probe = sys.argv[1:4]
 ch = clickhouse_connect.get_client(interface="chdb", path=path)
-with psycopg.connect(conninfo) as pg:
-    simulate(pg, ch, scale_name="small", seed=7)
+with psycopg.connect(conninfo) as pg:  # its own chdb folder beside the session's stack, on purpose
+    simulate(pg, ch, scale_name="small", seed=7, force_non_embedded=True)
 table = LabelTable(ch, probe)
 table.create()
 ch.command(f"INSERT INTO {probe}.conversation_with_labels (customer_id, conversation_id) VALUES ('p', 'p1')")
@@ -171,7 +173,7 @@ def test_the_backfill_repairs_to_exact_with_only_the_shipped_grants(restricted_r
     assert backfill["state"] == "success", backfill["states"]
     assert backfill["states"]["label_day"] == ["success"] * 14
     report = json.loads(
-        (reports_dir / "conversation_labels_backfill" / f"{backfill['run_id']}.json").read_text()
+        (reports_dir / "conversation_labels_backfill" / report_name(backfill["run_id"])).read_text()
     )
     assert report["verdict"] == "EXACT" and report["ok"] is True
 
@@ -179,7 +181,7 @@ def test_the_backfill_repairs_to_exact_with_only_the_shipped_grants(restricted_r
 def test_the_drift_check_compares_every_customer_with_only_the_shipped_grants(restricted_run, reports_dir):
     _grants, out = restricted_run
     report = json.loads(
-        (reports_dir / "conversation_labels_drift_check" / f"{out['drift']['run_id']}.json").read_text()
+        (reports_dir / "conversation_labels_drift_check" / report_name(out["drift"]["run_id"])).read_text()
     )
     # alaska-air was just repaired; the simulated incident is still in the other two: all three compared
     assert {c["customer"]: c["status"] for c in report["customers"]} == {
