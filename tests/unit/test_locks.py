@@ -80,8 +80,8 @@ def _edit(path: Path, old: str, new: str, count: int = 1) -> None:
 
 # (mutation of a copy of the repository's requirements and locks, text the problems must contain)
 BREAKAGES = [
-    (lambda r: (r / "requirements-dev.txt").write_text((r / "requirements-dev.txt").read_text() + "aiosmtpd==1.4.6\n"),
-     "requirements-dev.lock: lacks aiosmtpd==1.4.6 (requirements-dev.txt)"),
+    (lambda r: (r / "requirements-dev.txt").write_text((r / "requirements-dev.txt").read_text() + "cowsay==6.1\n"),
+     "requirements-dev.lock: lacks cowsay==6.1 (requirements-dev.txt)"),
     (lambda r: _edit(r / "requirements.txt", "providers-postgres==7.1.1", "providers-postgres==7.1.0"),
      "requirements-dev.lock: apache-airflow-providers-postgres==7.1.1, but requirements.txt pins 7.1.0"),
     (lambda r: _edit(r / "requirements-dev.txt", "pytest-timeout==2.4.0\n", ""),
@@ -111,7 +111,7 @@ def test_make_setup_refuses_stale_locks_before_installing(tmp_path):
     shutil.copytree(REPO / "scripts", root / "scripts")
     for name in ("Makefile", "pyproject.toml", "jobs/label_conversations/pyproject.toml"):
         shutil.copy(REPO / name, root / name)
-    (root / "requirements.txt").write_text((root / "requirements.txt").read_text() + "aiosmtpd==1.4.6\n")
+    (root / "requirements.txt").write_text((root / "requirements.txt").read_text() + "cowsay==6.1\n")
     venv = tmp_path / "venv"
     result = subprocess.run(
         ["make", "--no-print-directory", "-C", str(root), "setup", f"VENV={venv}", "PYTHON=python3"],
@@ -121,7 +121,7 @@ def test_make_setup_refuses_stale_locks_before_installing(tmp_path):
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert result.returncode != 0
-    assert "run `make lock`" in result.stderr and "lacks aiosmtpd==1.4.6" in result.stderr
+    assert "run `make lock`" in result.stderr and "lacks cowsay==6.1" in result.stderr
     assert "pip install" not in result.stdout
     assert not (venv / ".installed").exists() and not list(venv.glob(".installed-*"))
 

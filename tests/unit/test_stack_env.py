@@ -37,7 +37,7 @@ def test_export_lines_round_trip_through_bash_eval(tmp_path):
         postgres["login"] == READER_ROLE and postgres["schema"] == "conversations"
     )  # the DAGs read read-only
     clickhouse = json.loads(env["AIRFLOW_CONN_CLICKHOUSE_CONVERSATIONS"])
-    assert clickhouse["extra"]["client_kwargs"]["path"] == str(root / "chdb")
+    assert clickhouse["extra"]["client_kwargs"]["dsn"] == f"chdb://{root / 'chdb'}"
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()
 
 
