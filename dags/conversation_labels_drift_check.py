@@ -16,6 +16,11 @@ left no result); when nobody could be checked the report says why. `alert` fails
 `no_data`, naming each customer with its status and reason and the report, so failure callbacks, emails or
 Slack hooks fire. With `auto_repair`, drifted ranges are handed to `conversation_labels_backfill`, also
 when other customers could not be checked.
+
+Without a log: each `check_customer` instance is named by its outcome (`alaska-air · DRIFT
+2026-02-03..2026-02-04 (stale 120)`, `horizon-air · clean`), `report` by the night's summary (drifted
+customers with their day ranges first), and `report`'s asset event carries the same as JSON (the run's
+**Asset Events** tab).
 """
 
 from __future__ import annotations
@@ -24,9 +29,9 @@ import datetime as dt
 import logging
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Param, chain, dag, get_current_context, task
+from airflow.sdk import Asset, Param, chain, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from label_backfill import drift
+from label_backfill import drift, proof
 from label_backfill import settings as lb_settings
 from label_backfill.params import DRIFT_SAMPLE_SIZE, LOOKBACK_DAYS, MAX_REPAIR_DAYS, refuse_unknown_keys
 from label_backfill.sides import Sides
@@ -35,6 +40,12 @@ SETTINGS = lb_settings.load()
 SIDES = Sides.of(SETTINGS)
 log = logging.getLogger(__name__)
 NOT_CHECKED = "not_checked"  # XCom key: why a task could not list anything to check (read by ``report``)
+# Each night's drift report: an event per run, extra = the window, drifted customers and their day ranges.
+DRIFT_REPORT = Asset(
+    name="conversation_labels_drift_report",
+    uri="x-label-backfill://reports/conversation_labels_drift_check",
+    group="label-backfill",
+)
 
 
 @dag(
@@ -123,13 +134,18 @@ def conversation_labels_drift_check() -> None:
             raise AirflowFailException("no customer to check: Postgres has no profiles")
         return drift.select_customers(None, profiles)
 
-    @task(map_index_template="{{ customer }}", max_active_tis_per_dagrun=4)
+    @task(map_index_template="{{ customer_label }}", max_active_tis_per_dagrun=4)
     def check_customer(customer: str, first: str, last: str) -> dict:
         """One customer; an invalid id or region, a missing profile or database, an unreachable database is
-        this customer's result (``drift.check_customer``), never a crash that hides it or the others."""
+        this customer's result (``drift.check_customer``), never a crash that hides it or the others.
+
+        Named by its outcome in the run's task list: ``alaska-air · DRIFT 2026-02-03..2026-02-04 (...)``,
+        ``horizon-air · clean`` (just the customer if the task died before a result)."""
         ctx = get_current_context()
-        ctx["customer"] = customer  # type: ignore[typeddict-unknown-key]  (map_index_template)
-        return drift.check(customer, first, last, ctx["params"], SIDES)
+        ctx["customer_label"] = customer  # type: ignore[typeddict-unknown-key]  (map_index_template)
+        result = drift.check(customer, first, last, ctx["params"], SIDES)
+        ctx["customer_label"] = proof.customer_label(result)  # type: ignore[typeddict-unknown-key]
+        return result
 
     @task(trigger_rule="all_done")
     def plan_repairs(results: list[dict]) -> list[dict]:
@@ -156,10 +172,15 @@ def conversation_labels_drift_check() -> None:
         ti.xcom_push(key="note", value=note)
         return repairs
 
-    @task(trigger_rule="all_done")
+    @task(
+        trigger_rule="all_done",
+        outlets=[DRIFT_REPORT],
+        map_index_template="{{ drift_summary | default('') }}",
+    )
     def report(results: list[dict], repairs: list[dict]) -> dict:
         """Always runs. Every listed customer gets a line (``not_checked`` when its task left no result);
-        when nobody could be checked, the report says so and why."""
+        when nobody could be checked, the report says so and why. Named by the night's summary (drifted
+        customers with their day ranges); its asset event's extra holds the same."""
         from label_backfill.naming import DayRange
         from label_backfill.reports import report_paths, write_report
 
@@ -180,12 +201,14 @@ def conversation_labels_drift_check() -> None:
         document = drift.report_document(found, days, ctx["run_id"], list(repairs or []), note, reason)
         markdown = drift.render_markdown(document)
         path = report_paths(SETTINGS.report_dir, lb_settings.DRIFT_DAG_ID, ctx["run_id"])[0]
+        ctx["drift_summary"] = proof.drift_summary(document)  # type: ignore[typeddict-unknown-key]
         try:
             path = write_report(
                 SETTINGS.report_dir, lb_settings.DRIFT_DAG_ID, ctx["run_id"], document, markdown
             )
         finally:
             log.info("report %s:\n%s", path, markdown)
+        ctx["outlet_events"][DRIFT_REPORT].extra = proof.drift_event_extra(document, str(path))
         return {"report": str(path), "problems": document["problems"]}
 
     @task(retries=0)

@@ -50,6 +50,8 @@ MAX_PARALLEL_DAYS = Bounds(1, MAX_PARALLEL_DAYS_LIMIT)
 MAX_DAYS = Bounds(1, MAX_DAYS_LIMIT)
 BACKFILL_SAMPLE_SIZE = Bounds(0, 1000)
 MIN_DELETE_RATIO = 1
+# Opt-in: the CLI, `make demo` and the drift check's repairs (which send no such key) never wait for a person.
+REQUIRE_APPROVAL_DEFAULT = False
 
 # conversation_labels_drift_check
 LOOKBACK_DAYS = Bounds(1, 90)
@@ -63,6 +65,18 @@ def customer_param(*, description: str) -> Any:
     from airflow.sdk import Param
 
     return Param(type="string", pattern=CUSTOMER_ID_RE.pattern, title="Customer", description=description)
+
+
+def require_approval_param(*, description: str) -> Any:
+    """The backfill's opt-in approval step, off by default (``REQUIRE_APPROVAL_DEFAULT``)."""
+    from airflow.sdk import Param
+
+    return Param(
+        REQUIRE_APPROVAL_DEFAULT,
+        type="boolean",
+        title="Ask for approval before deleting",
+        description=description,
+    )
 
 
 def refuse_unknown_keys(conf: Mapping[str, Any] | None, known: Iterable[str]) -> None:

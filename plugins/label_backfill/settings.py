@@ -32,6 +32,7 @@ class Settings:
     day_retries: int
     retry_delay_seconds: int
     k8s_poll_seconds: float
+    approval_timeout_seconds: int = 86400
 
     @property
     def read_table(self) -> str:
@@ -54,6 +55,11 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     cluster = env.get("LABEL_BACKFILL_CLICKHOUSE_CLUSTER", "").strip() or None
     if cluster:
         validate_identifier(cluster, "LABEL_BACKFILL_CLICKHOUSE_CLUSTER")
+    approval_timeout = int(env.get("LABEL_BACKFILL_APPROVAL_TIMEOUT_SECONDS", "86400"))
+    if approval_timeout < 1:  # 0 would mean "wait forever", and max_active_runs=1 would block every repair
+        raise ValueError(
+            f"LABEL_BACKFILL_APPROVAL_TIMEOUT_SECONDS must be at least 1, not {approval_timeout}"
+        )
     return Settings(
         job_runner=runner,
         clickhouse_cluster=cluster,
@@ -69,4 +75,5 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         day_retries=int(env.get("LABEL_BACKFILL_DAY_RETRIES", "2")),
         retry_delay_seconds=int(env.get("LABEL_BACKFILL_RETRY_DELAY_SECONDS", "60")),
         k8s_poll_seconds=float(env.get("LABEL_BACKFILL_K8S_POLL_SECONDS", "10")),
+        approval_timeout_seconds=approval_timeout,
     )

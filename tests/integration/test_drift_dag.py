@@ -40,6 +40,16 @@ def alert_text(capfd):
     return "".join(capfd.readouterr())
 
 
+def drift_events(run):
+    """The extras of the asset events the run emitted (report's drift summary)."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        found = session.query(AssetEvent).filter_by(source_dag_id=DAG_ID, source_run_id=run.run_id).all()
+        return [e.extra for e in found]
+
+
 @pytest.fixture
 def incident(pg, ch):
     reset_all(pg, ch)
@@ -61,6 +71,8 @@ def test_a_clean_night_is_green(incident, pg, ch, airflow_db, reports_dir):
     assert (report["start_date"], report["end_date"]) == ("2026-02-01", "2026-02-14")
     assert {c["status"] for c in report["customers"]} == {"clean"}
     assert all(len(c["days"]) == 14 and all(d["ok"] for d in c["days"]) for c in report["customers"])
+    summary = next(ti.rendered_map_index for ti in run.get_task_instances() if ti.task_id == "report")
+    assert summary == "clean: 3 customer(s) equal"
 
 
 def test_an_incident_is_flagged_per_customer_and_day_and_alerts(
@@ -88,6 +100,19 @@ def test_an_incident_is_flagged_per_customer_and_day_and_alerts(
     assert "label drift: horizon-air: drift on 2026-02-03..2026-02-04" in "".join(capfd.readouterr())
     markdown = (reports_dir / DAG_ID / f"{run.run_id}.md").read_text()
     assert markdown.index("horizon-air") < markdown.index("alaska-air") and "## horizon-air" in markdown
+    # without a log: each customer named by its outcome, the run's summary on report and its asset event
+    shown = {ti.task_id: [] for ti in run.get_task_instances()}
+    for ti in sorted(run.get_task_instances(), key=lambda t: t.map_index):
+        shown[ti.task_id].append(ti.rendered_map_index)
+    assert shown["check_customer"] == [
+        "alaska-air · clean",
+        f"horizon-air · DRIFT 2026-02-03..2026-02-04 (stale {changed:,})",
+        "sun-country · clean",
+    ]
+    assert shown["report"] == ["DRIFT horizon-air 2026-02-03..2026-02-04 · clean 2"]
+    (event,) = drift_events(run)
+    assert event["drifted"] == {"horizon-air": "2026-02-03..2026-02-04"} and event["ok"] is False
+    assert event["statuses"] == {"clean": ["alaska-air", "sun-country"], "drift": ["horizon-air"]}
 
 
 def test_a_missing_database_is_reported_without_hiding_the_others(
