@@ -31,7 +31,7 @@ from label_backfill.params import (
     REQUIRE_APPROVAL_DEFAULT,
 )
 from label_backfill.params import MAX_PARALLEL_DAYS_LIMIT as MAX_PARALLEL_DAYS_LIMIT  # the DAG reads it here
-from label_backfill.proof import backfill_event_extra, decision_text, label, table_line
+from label_backfill.proof import backfill_event_extra, decision_label, decision_text, label, table_line
 from label_backfill.reports import write_report
 from label_backfill.settings import BACKFILL_DAG_ID
 from label_backfill.sides import Sides
@@ -621,12 +621,12 @@ def preflight(
     if found.problems:
         publish(label(VERDICT_REFUSED, *found.problems), None)
         raise TaskFailed("refusing to delete: " + " ".join(found.problems))
-    would = (
-        f"would delete {before.total('ch_rows'):,} rows"
-        + (f" + {outside:,} conversation(s) outside the range" if outside else "")
-        + f", rewrite {before.total('pg_eligible'):,}"
-    )
-    publish(label(VERDICT_DRY_RUN if plan.dry_run else "BEFORE", would, table_line(before)), None)
+    edge = f"+ {outside:,} conversation(s) stored outside the range" if outside else ""
+    if plan.dry_run:
+        would = f"would delete {before.total('ch_rows'):,} rows and rewrite {before.total('pg_eligible'):,}"
+        publish(label(VERDICT_DRY_RUN, would, edge, table_line(before)), None)
+    else:
+        publish(label("BEFORE", table_line(before), edge), None)
     return found.to_xcom()
 
 
@@ -678,7 +678,7 @@ def rejected(
     )
     log.info("%s; report: %s", VERDICT_REJECTED, path)
     shown = table_line(before, after) if after is not None else held
-    publish(label(VERDICT_REJECTED, who, "nothing deleted", shown), None)
+    publish(label(decision_label(decision), "nothing deleted", shown), None)
     raise TaskFailed(
         f"{VERDICT_REJECTED}: the delete was {who}; nothing was deleted; {held} (before: "
         f"{before.total('ch_rows'):,}, {state}); report {path}"

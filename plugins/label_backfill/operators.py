@@ -30,7 +30,7 @@ from label_backfill.hooks import clickhouse_client, postgres_side
 from label_backfill.k8s_job import day_labels, job_name_for_day
 from label_backfill.k8s_operator import CronJobJobOperator
 from label_backfill.naming import DayRange, parse_day
-from label_backfill.proof import approval_decision, decision_text, label
+from label_backfill.proof import approval_decision, decision_label, decision_text, label
 from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID
 from label_backfill.triggers import ClickHouseMutationTrigger
 
@@ -410,8 +410,7 @@ class DeleteApprovalOperator(ApprovalOperator):
 
     def _decide(self, context: Any, decision: dict[str, Any]) -> None:
         context["ti"].xcom_push(key="decision", value=decision)
-        verdict = "" if not decision["asked"] else "APPROVED" if decision["approved"] else "REJECTED"
-        context["approval_label"] = label(verdict, decision_text(decision))
+        context["approval_label"] = label(decision_label(decision))
         self.log.info("approval: %s", decision_text(decision))
 
     def execute(self, context: Any) -> Any:

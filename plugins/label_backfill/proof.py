@@ -106,6 +106,18 @@ def decision_text(decision: Mapping[str, Any] | None) -> str:
     return f"{verb} by {decision.get('by') or 'an unnamed user'}{when}"
 
 
+def decision_label(decision: Mapping[str, Any] | None) -> str:
+    """``approve_delete``'s label: ``APPROVED by ann at ...``, ``REJECTED by bob at ...``, ``REJECTED: not
+    answered within 24 h`` or ``not asked (require_approval is off)``."""
+    text = decision_text(decision)
+    if not decision or not decision.get("asked"):
+        return text
+    if decision.get("timed_out"):
+        return f"REJECTED: {text.split(':')[0]}"
+    verb, _, rest = text.partition(" ")
+    return f"{verb.upper()} {rest}"
+
+
 def backfill_event_extra(
     *,
     customer: str,

@@ -140,7 +140,7 @@ def test_off_by_default_nobody_is_asked_and_the_proof_is_on_the_run(incident, ai
     assert states["approve_delete"] == ["success"] and states["delete_range"] == ["success"]
     shown = labels(run)
     assert shown["approve_delete"] == "not asked (require_approval is off)"
-    assert shown["preflight"].startswith("BEFORE · would delete ")
+    assert shown["preflight"].startswith("BEFORE · rows ") and "Postgres " in shown["preflight"]
     assert shown["verify"].startswith("EXACT · rows ") and "duplicates " in shown["verify"]
     assert "→" in shown["verify"] and "Postgres " in shown["verify"]
     report = read_report(reports_dir, run)
@@ -163,7 +163,7 @@ def test_approved_the_run_repairs(incident, pg, ch, airflow_db, reports_dir):
     assert "alaska-air 2026-02-02..2026-02-04" in request["subject"]
     assert request["defaults"] == ["Reject"]
     shown = labels(run)
-    assert shown["approve_delete"].startswith("APPROVED · approved by admin at ")
+    assert shown["approve_delete"].startswith("APPROVED by admin at ")
     assert shown["verify"].startswith("EXACT · ")
     report = read_report(reports_dir, run)
     assert (
@@ -190,8 +190,8 @@ def test_rejected_nothing_is_deleted_and_the_run_ends_rejected(incident, ch, air
     assert states["delete_range"] == ["skipped"] and states["wait_for_mutations"] == ["skipped"]
     assert set(states["label_day"]) == {"skipped"} and states["verify"] == ["failed"]
     shown = labels(run)
-    assert shown["approve_delete"].startswith("REJECTED · rejected by admin at ")
-    assert shown["verify"].startswith("REJECTED · rejected by admin at ")
+    assert shown["approve_delete"].startswith("REJECTED by admin at ")
+    assert shown["verify"].startswith("REJECTED by admin at ")
     assert "nothing deleted" in shown["verify"]
     report = read_report(reports_dir, run)
     assert report["verdict"] == "REJECTED" and report["ok"] is False
@@ -210,6 +210,6 @@ def test_no_answer_in_time_is_a_rejection(incident, ch, airflow_db, reports_dir,
     assert table_snapshot(ch, DB) == before
     assert str(run.state) == "failed" and states["delete_range"] == ["skipped"], states
     shown = labels(run)
-    assert shown["approve_delete"] == "REJECTED · not answered within 2 s: rejected by default"
+    assert shown["approve_delete"] == "REJECTED: not answered within 2 s"
     report = read_report(reports_dir, run)
     assert report["verdict"] == "REJECTED" and report["approval"]["timed_out"] is True

@@ -11,6 +11,7 @@ from label_backfill.proof import (
     approval_decision,
     backfill_event_extra,
     customer_label,
+    decision_label,
     decision_text,
     drift_event_extra,
     drift_summary,
@@ -63,6 +64,14 @@ def test_decisions_say_who_and_when_or_why_not():
     late = approval_decision(asked=True, approved=False, timed_out=True, timeout_seconds=86400)
     assert decision_text(late) == "not answered within 24 h: rejected by default"
     assert decision_text(None) == "no decision recorded"
+    # approve_delete's label, the verdict first
+    assert (
+        decision_label(approval_decision(asked=True, by="ann", at=at))
+        == "APPROVED by ann at 2026-11-28 05:40 UTC"
+    )
+    assert decision_label(rejected) == "REJECTED by bob at 2026-11-28 05:40 UTC"
+    assert decision_label(late) == "REJECTED: not answered within 24 h"
+    assert decision_label(approval_decision(asked=False)) == "not asked (require_approval is off)"
 
 
 def test_the_backfill_event_carries_customer_days_verdict_and_counts():
