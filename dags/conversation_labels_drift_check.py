@@ -18,9 +18,9 @@ Slack hooks fire. With `auto_repair`, drifted ranges are handed to `conversation
 when other customers could not be checked.
 
 Without a log: each `check_customer` instance is named by its outcome (`alaska-air · DRIFT
-2026-02-03..2026-02-04 (stale 120)`, `horizon-air · clean`), `report` by the night's summary (drifted
-customers with their day ranges first), and `report`'s asset event carries the same as JSON (the run's
-**Asset Events** tab).
+2026-02-03..2026-02-04 (stale 120)`, `horizon-air · clean`) and ends red unless its customer is clean or
+has no data (its result still reaches the report and the repairs); `report` is named by the night's summary
+(drifted customers with their day ranges first), and its asset event carries the same as JSON.
 """
 
 from __future__ import annotations
@@ -134,17 +134,25 @@ def conversation_labels_drift_check() -> None:
             raise AirflowFailException("no customer to check: Postgres has no profiles")
         return drift.select_customers(None, profiles)
 
-    @task(map_index_template="{{ customer_label }}", max_active_tis_per_dagrun=4)
+    @task(
+        map_index_template="{{ customer_label | default(task.op_kwargs['customer']) }}",
+        max_active_tis_per_dagrun=4,
+    )
     def check_customer(customer: str, first: str, last: str) -> dict:
         """One customer; an invalid id or region, a missing profile or database, an unreachable database is
         this customer's result (``drift.check_customer``), never a crash that hides it or the others.
 
         Named by its outcome in the run's task list: ``alaska-air · DRIFT 2026-02-03..2026-02-04 (...)``,
-        ``horizon-air · clean`` (just the customer if the task died before a result)."""
+        ``horizon-air · clean`` (just the customer if the task died before a result). Green means checked
+        and equal: a customer whose result fails the run (``drift.fails_run``: drift, error, ...) ends red,
+        its result pushed first as the return value, so ``plan_repairs`` and ``report`` still get it."""
         ctx = get_current_context()
         ctx["customer_label"] = customer  # type: ignore[typeddict-unknown-key]  (map_index_template)
         result = drift.check(customer, first, last, ctx["params"], SIDES)
         ctx["customer_label"] = proof.customer_label(result)  # type: ignore[typeddict-unknown-key]
+        if drift.fails_run(result["status"]):
+            ctx["ti"].xcom_push(key="return_value", value=result)  # what a success would have returned
+            raise AirflowFailException(f"label drift: {ctx['customer_label']}")
         return result
 
     @task(trigger_rule="all_done")

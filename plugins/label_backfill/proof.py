@@ -206,7 +206,7 @@ def drift_summary(document: Mapping[str, Any]) -> str:
     if not parts and document.get("ok"):
         parts.append(f"clean: {len(statuses.get('clean', []))} customer(s) equal")
     elif not parts:  # every customer without data: not clean (the report's problem says why)
-        parts.append("NO DATA")
+        return label(f"NO DATA: {len(statuses.get('no_data', []))} customer(s), 0 rows on both sides")
     if (found or others) and statuses.get("clean"):
         parts.append(f"clean {len(statuses['clean'])}")
     if statuses.get("no_data"):

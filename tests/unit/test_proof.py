@@ -148,5 +148,7 @@ def test_the_run_summary_lists_drifted_customers_with_their_day_ranges_first():
 def test_a_clean_night_and_a_night_nobody_was_checked():
     clean = _document([_result("a", "clean", ch_rows=5), _result("b", "no_data")], ok=True)
     assert drift_summary(clean) == "clean: 1 customer(s) equal · no data 1"
+    empty = _document([_result("a", "no_data"), _result("b", "no_data")], ok=False)
+    assert drift_summary(empty) == "NO DATA: 2 customer(s), 0 rows on both sides"
     nobody = _document([], ok=False, reason="Postgres has no profiles")
     assert drift_summary(nobody) == "NOT CHECKED · Postgres has no profiles"
