@@ -144,6 +144,7 @@ def backfill_event_extra(
         "before": totals(before) if before else None,
         "after": totals(after) if after else None,
         "postgres": (after or before).total("pg_eligible") if (after or before) else None,
+        "summary": table_line(before, after) if before else None,  # the same, as one line for people
         "approval": decision_text(approval) if approval else None,
         "report": report,
         "run_id": run_id,

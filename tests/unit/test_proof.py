@@ -96,6 +96,7 @@ def test_the_backfill_event_carries_customer_days_verdict_and_counts():
         "extra": 44,
     }
     assert extra["after"]["rows"] == 4548 and extra["after"]["stale"] == 0 and extra["approval"] is None
+    assert extra["summary"] == table_line(BEFORE, AFTER)
 
 
 def _result(customer: str, status: str, drifted=(), error: str = "", **totals) -> dict:
