@@ -2,14 +2,22 @@
 ### conversation_labels_backfill
 
 Repair one customer's ClickHouse labels (`conversation_with_labels`) for a range of days so they equal
-Postgres: **validate -> preflight (before snapshot + safety guard) -> delete -> wait for the mutation ->
-one job per day -> verify**.
+Postgres: **validate -> preflight (before snapshot + safety guard) -> [approval] -> delete -> wait for the
+mutation -> one job per day -> verify**.
 
 **The form.** *Run Parameters*: the customer (a profile's `customer_id`, e.g. `alaska-air`), the first and
 last day (UTC days of conversation **start**, both **inclusive**; the last must be before today, which the
-cron is still labeling) and *Dry run*. *Safety guards* and *Tuning* (closed) keep safe defaults; change
+cron is still labeling), *Dry run* and *Ask for approval before deleting*. *Safety guards* and *Tuning* (closed) keep safe defaults; change
 them only when a run was refused and the message says so. A bad value (a customer id, a number out of its
 range, an unknown conf key) fails `validate` with a message naming it: nothing is read or deleted before.
+
+**Approval (opt-in).** `require_approval` pauses the run before the delete: open `approve_delete` ->
+**Required Actions**, read what will be deleted and rewritten, Approve or Reject. Reject (or no answer in
+time) deletes nothing and ends the run with verdict `REJECTED`.
+
+**The proof without a log.** The run's task list names `preflight`, `approve_delete` and `verify` by their
+outcome (`EXACT · rows 7,612→7,480 · ...`); an exact repair emits an asset event whose extra carries the
+customer, days, verdict and counts (the run's **Asset Events** tab).
 
 **What it does.** `validate` checks every value and finds the customer's profile. `preflight` compares the
 range with Postgres and **refuses** (report `REFUSED`, nothing deleted) when Postgres reports no
@@ -34,7 +42,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import Param, chain, dag, get_current_context, task
+from airflow.sdk import Asset, Param, chain, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 from label_backfill import alerts, backfill
 from label_backfill import settings as lb_settings
@@ -42,6 +50,7 @@ from label_backfill.naming import InvalidInput
 from label_backfill.operators import (
     ClickHouseDeleteOperator,
     ClickHouseMutationSensor,
+    DeleteApprovalOperator,
     LabelDayKubernetesOperator,
 )
 from label_backfill.params import (
@@ -56,6 +65,7 @@ from label_backfill.params import (
     customer_param,
     flag,
     refuse_unknown_keys,
+    require_approval_param,
 )
 from label_backfill.sides import Sides
 from label_backfill.sql import SQL_DIR
@@ -63,10 +73,30 @@ from label_backfill.sql import SQL_DIR
 SETTINGS = lb_settings.load()
 SIDES = Sides.of(SETTINGS)
 REFUSED = "refused"  # XCom key: why validate or preflight refused the run (read by verify)
+# The table a proven repair updated: an EXACT verify emits an event; extra = customer, days, verdict, counts.
+LABELS = Asset(
+    name="conversation_with_labels",
+    uri="x-label-backfill://clickhouse/conversation_with_labels",
+    group="label-backfill",
+)
+PROOF = "backfill_proof"  # the context key a task fills with its label (rendered by map_index_template)
+PROOF_TEMPLATE = "{{ backfill_proof | default('') }}"
 
 
 def _report() -> backfill.Report:
     return backfill.Report(SETTINGS.report_dir, get_current_context()["run_id"], SETTINGS.report_conn_id)
+
+
+def _publish(outlet: Asset | None = None) -> backfill.Publish:
+    """Show a task's outcome in the run's task list (its label) and on its outlet event (the extra)."""
+    ctx = get_current_context()
+
+    def publish(line: str, extra: dict | None) -> None:
+        ctx[PROOF] = line  # type: ignore[literal-required]  (map_index_template)
+        if outlet is not None and extra is not None:
+            ctx["outlet_events"][outlet].extra = extra
+
+    return publish
 
 
 def _runner() -> tuple[type, dict]:
@@ -171,6 +201,12 @@ def _runner() -> tuple[type, dict]:
             description="Drifted conversations shown per day in the report, with both sides' labels.",
             section=SECTION_TUNING,
         ),
+        "require_approval": require_approval_param(
+            description="Pause after the preflight until someone approves the delete on the approve_delete "
+            "task's Required Actions page, which shows the rows ClickHouse will delete, the rows Postgres will "
+            "rewrite and the guard's findings. Reject, or no answer in time, deletes nothing (verdict "
+            "REJECTED). Off: the run never waits for a person.",
+        ),
     },
 )
 def conversation_labels_backfill() -> None:
@@ -188,12 +224,12 @@ def conversation_labels_backfill() -> None:
             raise AirflowFailException(f"invalid input: {err}") from None
         return plan.to_dict()
 
-    @task(multiple_outputs=True)
+    @task(multiple_outputs=True, map_index_template=PROOF_TEMPLATE)
     def preflight(plan_dict: dict) -> dict:
         """Before snapshot and the range's edge; refuse the delete when it is unsafe; a dry run reports here."""
         plan = backfill.BackfillPlan.from_dict(plan_dict)
         try:
-            return backfill.preflight(plan, SIDES, _report(), dt.datetime.now(dt.UTC).date())
+            return backfill.preflight(plan, SIDES, _report(), dt.datetime.now(dt.UTC).date(), _publish())
         except backfill.TaskFailed as err:
             get_current_context()["ti"].xcom_push(key=REFUSED, value=str(err))
             raise AirflowFailException(str(err)) from None
@@ -212,12 +248,16 @@ def conversation_labels_backfill() -> None:
         retry_delay=dt.timedelta(seconds=SETTINGS.retry_delay_seconds),
         # runs (all_done) and fails whenever the run went wrong, refusals included: one alert per failed run
         on_failure_callback=alerts.on_failure(SETTINGS, lb_settings.BACKFILL_DAG_ID),
+        outlets=[LABELS],
+        map_index_template=PROOF_TEMPLATE,
     )
     def verify() -> dict:
         """After snapshot against Postgres; the run fails on any drift, failed day or unchecked state.
 
-        Always leaves a report once a delete may have happened: EXACT, NOT EXACT, NOT REPAIRED (stopped
-        before rewriting, our queued delete killed) or NOT VERIFIED (Postgres could not be compared).
+        Always leaves a report once a delete may have happened: EXACT, NOT EXACT, REJECTED (the approval
+        was refused: nothing deleted), NOT REPAIRED (stopped before rewriting, our queued delete killed) or
+        NOT VERIFIED (Postgres could not be compared). Its label is the verdict with the before -> after
+        table; an EXACT run emits the LABELS asset event.
         """
         ti = get_current_context()["ti"]
         try:
@@ -229,6 +269,8 @@ def conversation_labels_backfill() -> None:
                 SIDES,
                 _report(),
                 {t: ti.xcom_pull(task_ids=t, key=REFUSED) for t in ("validate", "preflight")},
+                decision=ti.xcom_pull(task_ids="approve_delete", key="decision"),
+                publish=_publish(LABELS),
             )
         except backfill.TaskFailed as err:
             raise AirflowFailException(str(err)) from None
@@ -236,6 +278,11 @@ def conversation_labels_backfill() -> None:
     plan = validate()
     found = preflight(plan)
     go = repair_requested(plan)
+    approve = DeleteApprovalOperator(
+        task_id="approve_delete",
+        response_timeout=dt.timedelta(seconds=SETTINGS.approval_timeout_seconds),
+        retries=0,  # a retry would ask again; a failed gate deletes nothing (delete_range: upstream_failed)
+    )
     delete = ClickHouseDeleteOperator(
         task_id="delete_range",
         customer=plan["customer"],
@@ -266,7 +313,7 @@ def conversation_labels_backfill() -> None:
         retries=SETTINGS.day_retries,
         **runner_kwargs,
     ).expand_kwargs(plan_days(plan))
-    chain(found, go, delete, wait, days, verify())
+    chain(found, go, approve, delete, wait, days, verify())
 
 
 conversation_labels_backfill()

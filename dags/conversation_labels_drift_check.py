@@ -23,6 +23,11 @@ customer) is handed to `conversation_labels_backfill`, not while a backfill is q
 **Report.** `$LABEL_BACKFILL_REPORT_DIR/conversation_labels_drift_check/`, named after the run id, JSON and
 markdown: drifted customers first, per day `pg_eligible`, `ch_rows`, `duplicates`, `missing`, `extra`,
 `stale` and a sample of drifted conversations with both sides' labels.
+
+**Without a log.** Each `check_customer` instance is named by its outcome (`alaska-air · DRIFT
+2026-02-03..2026-02-04 (stale 120)`, `horizon-air · clean`) and ends red unless its customer is clean or
+has no data (its result still reaches the report and the repairs); `report` is named by the night's summary
+(drifted customers with their day ranges first), and its asset event carries the same as JSON.
 """
 
 from __future__ import annotations
@@ -31,9 +36,9 @@ import datetime as dt
 import logging
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Param, chain, dag, get_current_context, task
+from airflow.sdk import Asset, Param, chain, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from label_backfill import alerts, drift
+from label_backfill import alerts, drift, proof
 from label_backfill import settings as lb_settings
 from label_backfill.params import (
     DRIFT_DEFAULTS,
@@ -54,6 +59,12 @@ SIDES = Sides.of(SETTINGS)
 ALERT = alerts.on_failure(SETTINGS, lb_settings.DRIFT_DAG_ID)  # the deployment's notifiers ([] when none)
 log = logging.getLogger(__name__)
 NOT_CHECKED = "not_checked"  # XCom key: why a task could not list anything to check (read by ``report``)
+# Each night's drift report: an event per run, extra = the window, drifted customers and their day ranges.
+DRIFT_REPORT = Asset(
+    name="conversation_labels_drift_report",
+    uri="x-label-backfill://reports/conversation_labels_drift_check",
+    group="label-backfill",
+)
 
 
 @dag(
@@ -152,13 +163,26 @@ def conversation_labels_drift_check() -> None:
             raise AirflowFailException("no customer to check: Postgres has no profiles")
         return drift.select_customers(None, profiles)
 
-    @task(map_index_template="{{ customer }}", max_active_tis_per_dagrun=4)
+    @task(
+        map_index_template="{{ customer_label | default(task.op_kwargs['customer']) }}",
+        max_active_tis_per_dagrun=4,
+    )
     def check_customer(customer: str, first: str, last: str) -> dict:
         """One customer; an invalid id or region, a missing profile or database, an unreachable database is
-        this customer's result (``drift.check_customer``), never a crash that hides it or the others."""
+        this customer's result (``drift.check_customer``), never a crash that hides it or the others.
+
+        Named by its outcome in the run's task list: ``alaska-air · DRIFT 2026-02-03..2026-02-04 (...)``,
+        ``horizon-air · clean`` (just the customer if the task died before a result). Green means checked
+        and equal: a customer whose result fails the run (``drift.fails_run``: drift, error, ...) ends red,
+        its result pushed first as the return value, so ``plan_repairs`` and ``report`` still get it."""
         ctx = get_current_context()
-        ctx["customer"] = customer  # type: ignore[typeddict-unknown-key]  (map_index_template)
-        return drift.check(customer, first, last, ctx["params"], SIDES)
+        ctx["customer_label"] = customer  # type: ignore[typeddict-unknown-key]  (map_index_template)
+        result = drift.check(customer, first, last, ctx["params"], SIDES)
+        ctx["customer_label"] = proof.customer_label(result)  # type: ignore[typeddict-unknown-key]
+        if drift.fails_run(result["status"]):
+            ctx["ti"].xcom_push(key="return_value", value=result)  # what a success would have returned
+            raise AirflowFailException(f"label drift: {ctx['customer_label']}")
+        return result
 
     @task(trigger_rule="all_done")
     def plan_repairs(results: list[dict]) -> list[dict]:
@@ -185,10 +209,16 @@ def conversation_labels_drift_check() -> None:
         ti.xcom_push(key="note", value=note)
         return repairs
 
-    @task(trigger_rule="all_done", on_failure_callback=ALERT)  # no report written: alert is never reached
+    @task(
+        trigger_rule="all_done",
+        on_failure_callback=ALERT,  # no report written: alert is never reached
+        outlets=[DRIFT_REPORT],
+        map_index_template="{{ drift_summary | default('') }}",
+    )
     def report(results: list[dict], repairs: list[dict]) -> dict:
         """Always runs. Every listed customer gets a line (``not_checked`` when its task left no result);
-        when nobody could be checked, the report says so and why."""
+        when nobody could be checked, the report says so and why. Named by the night's summary (drifted
+        customers with their day ranges); its asset event's extra holds the same."""
         from label_backfill.naming import DayRange
         from label_backfill.reports import report_url, write_report
 
@@ -209,6 +239,7 @@ def conversation_labels_drift_check() -> None:
         document = drift.report_document(found, days, ctx["run_id"], list(repairs or []), note, reason)
         markdown = drift.render_markdown(document)
         path = report_url(SETTINGS.report_dir, lb_settings.DRIFT_DAG_ID, ctx["run_id"])
+        ctx["drift_summary"] = proof.drift_summary(document)  # type: ignore[typeddict-unknown-key]
         try:
             write_report(
                 SETTINGS.report_dir,
@@ -220,6 +251,7 @@ def conversation_labels_drift_check() -> None:
             )
         finally:
             log.info("report %s:\n%s", path, markdown)
+        ctx["outlet_events"][DRIFT_REPORT].extra = proof.drift_event_extra(document, path)
         return {"report": path, "problems": document["problems"]}
 
     @task(retries=0, on_failure_callback=ALERT)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from label_backfill.clickhouse import LabelTable
 from label_backfill.compare import ClickHouseSide, Comparison, PostgresSide, compare
@@ -29,9 +29,11 @@ from label_backfill.params import (
     MAX_DAYS,
     MAX_PARALLEL_DAYS,
     MIN_DELETE_RATIO,
+    REQUIRE_APPROVAL_DEFAULT,
     with_defaults,
 )
 from label_backfill.params import MAX_PARALLEL_DAYS_LIMIT as MAX_PARALLEL_DAYS_LIMIT  # the DAG reads it here
+from label_backfill.proof import backfill_event_extra, decision_label, decision_text, label, table_line
 from label_backfill.reports import write_report
 from label_backfill.settings import BACKFILL_DAG_ID
 from label_backfill.sides import Sides
@@ -54,6 +56,7 @@ class BackfillPlan:
     allow_empty_source: bool
     max_delete_ratio: float
     sample_size: int
+    require_approval: bool = REQUIRE_APPROVAL_DEFAULT
     region: str = ""
     database: str = ""
 
@@ -69,8 +72,8 @@ class BackfillPlan:
         return cls(**data)
 
 
-def _bool(params: dict[str, Any], name: str) -> bool:
-    value = params.get(name, False)
+def _bool(params: dict[str, Any], name: str, default: bool = False) -> bool:
+    value = params.get(name, default)
     if not isinstance(value, bool):
         raise InvalidInput(f"{name}: {value!r} must be true or false")
     return value
@@ -110,6 +113,7 @@ def validate_params(params: Mapping[str, Any], today: dt.date) -> BackfillPlan:
         allow_empty_source=_bool(params, "allow_empty_source"),
         max_delete_ratio=float(ratio),
         sample_size=BACKFILL_SAMPLE_SIZE.check("sample_size", params.get("sample_size")),
+        require_approval=_bool(params, "require_approval", REQUIRE_APPROVAL_DEFAULT),
     )
 
 
@@ -433,6 +437,7 @@ def failed_days(day_states: dict[str, str], days: list[str]) -> list[str]:
 
 VERDICT_EXACT, VERDICT_NOT_EXACT, VERDICT_DRY_RUN = "EXACT", "NOT EXACT", "DRY RUN"
 VERDICT_REFUSED, VERDICT_NOT_REPAIRED, VERDICT_NOT_VERIFIED = "REFUSED", "NOT REPAIRED", "NOT VERIFIED"
+VERDICT_REJECTED = "REJECTED"
 
 
 def verdict(after: Comparison, failed: list[str], edge: list[str] | None = None) -> list[str]:
@@ -468,6 +473,7 @@ def render_markdown(
     *,
     result: str,
     clickhouse_now: list[dict[str, Any]] | None = None,
+    approval: dict[str, Any] | None = None,
 ) -> str:
     lines = [
         f"# {BACKFILL_DAG_ID}: {plan.customer} {plan.start_date}..{plan.end_date}",
@@ -476,6 +482,8 @@ def render_markdown(
         f"- database: `{plan.database}`",
         f"- result: **{result}**",
     ]
+    if approval is not None:
+        lines.append(f"- approval: {decision_text(approval)}")
     lines += [f"- problem: {p}" for p in problems]
     if before is not None:
         lines += ["", "## Before", "", before.render_markdown()]
@@ -516,9 +524,11 @@ def report_document(
     result: str,
     checks: dict[str, Any] | None = None,
     clickhouse_now: list[dict[str, Any]] | None = None,
+    approval: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The report's JSON. ``result`` is the verdict (EXACT, NOT EXACT, DRY RUN, REFUSED, NOT REPAIRED, NOT
-    VERIFIED); ``ok`` is true only for EXACT."""
+    """The report's JSON. ``result`` is the verdict (EXACT, NOT EXACT, DRY RUN, REFUSED, REJECTED, NOT
+    REPAIRED, NOT VERIFIED); ``ok`` is true only for EXACT. ``approval``: what ``approve_delete`` decided
+    (``proof.approval_decision``), None before it ran."""
     days = (after or before).to_dict()["days"] if (after or before) else []
     return {
         "dag_id": BACKFILL_DAG_ID,
@@ -537,6 +547,7 @@ def report_document(
         "before": before.to_dict() if before else None,
         "after": after.to_dict() if after else None,
         "checks": checks or {},
+        "approval": approval,
     }
 
 
@@ -563,30 +574,46 @@ class Report:
         *,
         result: str,
         clickhouse_now: list[dict[str, Any]] | None = None,
+        approval: dict[str, Any] | None = None,
     ) -> str:
         """Write the JSON and its markdown twin; return the JSON's URL."""
-        document = report_document(
-            plan, before, after, problems, failed, self.run_id, result=result, clickhouse_now=clickhouse_now
+        kwargs = {"result": result, "clickhouse_now": clickhouse_now, "approval": approval}
+        document = report_document(plan, before, after, problems, failed, self.run_id, **kwargs)
+        markdown = render_markdown(plan, before, after, problems, self.run_id, **kwargs)
+        return str(
+            write_report(self.report_dir, BACKFILL_DAG_ID, self.run_id, document, markdown, self.conn_id)
         )
-        markdown = render_markdown(
-            plan, before, after, problems, self.run_id, result=result, clickhouse_now=clickhouse_now
-        )
-        return write_report(self.report_dir, BACKFILL_DAG_ID, self.run_id, document, markdown, self.conn_id)
 
 
-def preflight(plan: BackfillPlan, sides: Sides, report: Report, today: dt.date) -> dict[str, Any]:
+Publish = Callable[[str, "dict[str, Any] | None"], None]
+"""Shows a task's outcome where people look: ``(label, asset event extra or None)`` (the DAG file renders the
+label as the task's name in the run's task list, and sets the extra on the task's outlet event)."""
+
+
+def _unseen(line: str, extra: dict[str, Any] | None) -> None:
+    """The default ``Publish``: nothing shown (the report and the log hold everything)."""
+
+
+def preflight(
+    plan: BackfillPlan, sides: Sides, report: Report, today: dt.date, publish: Publish = _unseen
+) -> dict[str, Any]:
     """The ``preflight`` task: the before snapshot and the range's edge; refuse the delete when it is unsafe
     (``TaskFailed``, report ``REFUSED``); a dry run writes its report (``DRY RUN``) here.
 
-    :return: ``Preflight.to_xcom()``, what ``delete_range`` and ``verify`` read.
+    Publishes ``BEFORE · <the drift about to be repaired>``, ``DRY RUN · would delete ...`` or ``REFUSED ·
+    <why>``.
+
+    :return: ``Preflight.to_xcom()``, what ``approve_delete``, ``delete_range`` and ``verify`` read.
     """
     clickhouse = sides.clickhouse(plan.database)
     if not clickhouse.table.exists():
+        publish(label(VERDICT_REFUSED, f"ClickHouse has no table {clickhouse.table.read_name}"), None)
         raise TaskFailed(f"customer: ClickHouse has no table {clickhouse.table.read_name}")
     with sides.postgres() as postgres:
         found = run_preflight(plan, postgres, clickhouse, today)
     before = found.before
     log.info("before:\n%s", before.render_text())
+    outside = len(found.boundary.delete_ids)
     if plan.dry_run or found.problems:
         result = VERDICT_REFUSED if found.problems else VERDICT_DRY_RUN
         path = report.write(plan, before, None, found.problems, [], result=result)
@@ -595,13 +622,75 @@ def preflight(plan: BackfillPlan, sides: Sides, report: Report, today: dt.date) 
             "report %s",
             result,
             before.total("ch_rows"),
-            len(found.boundary.delete_ids),
+            outside,
             before.total("pg_eligible"),
             path,
         )
     if found.problems:
+        publish(label(VERDICT_REFUSED, *found.problems), None)
         raise TaskFailed("refusing to delete: " + " ".join(found.problems))
+    edge = f"+ {outside:,} conversation(s) stored outside the range" if outside else ""
+    if plan.dry_run:
+        would = f"would delete {before.total('ch_rows'):,} rows and rewrite {before.total('pg_eligible'):,}"
+        publish(label(VERDICT_DRY_RUN, would, edge, table_line(before)), None)
+    else:
+        publish(label("BEFORE", table_line(before), edge), None)
     return found.to_xcom()
+
+
+def _same_clickhouse(before: Comparison, now: list[dict[str, Any]]) -> bool:
+    """Whether ClickHouse's side of each day (rows, distinct, duplicates) is what the preflight saw."""
+    seen = [(str(d.date), d.ch_rows, d.ch_distinct, d.duplicates) for d in before.days]
+    return seen == [(d["date"], d["ch_rows"], d["ch_distinct"], d["duplicates"]) for d in now]
+
+
+def rejected(
+    plan: BackfillPlan,
+    before: Comparison,
+    decision: dict[str, Any],
+    clickhouse: ClickHouseSide,
+    sides: Sides,
+    report: Report,
+    publish: Publish,
+) -> NoReturn:
+    """The approval was rejected (or not answered in time): ``delete_range`` never ran. Compare again (the
+    drift remains), write the report with verdict REJECTED, and fail naming who rejected and that ClickHouse
+    is unchanged: the range is not equal to Postgres, so the run is not green."""
+    who = decision_text(decision)
+    after, clickhouse_now = None, None
+    try:
+        with sides.postgres() as postgres:
+            after = snapshot(plan, postgres, clickhouse)
+        now = after.to_dict()["days"]
+    except Exception as err:  # the decision stands; say what ClickHouse holds without Postgres
+        log.warning("Postgres could not be compared after the rejection: %s", err)
+        clickhouse_now = clickhouse_state(plan, clickhouse)
+        now = clickhouse_now
+    if now is None:
+        held, state = "ClickHouse could not be read", "not checked"
+    else:
+        held = f"ClickHouse holds {sum(d['ch_rows'] for d in now):,} rows of the range"
+        state = (
+            "unchanged" if _same_clickhouse(before, now) else "CHANGED since the preflight: another writer?"
+        )
+    problems = [f"the delete was {who}: nothing was deleted and the drift remains; {held} ({state})"]
+    path = report.write(
+        plan,
+        before,
+        after,
+        problems,
+        [],
+        result=VERDICT_REJECTED,
+        clickhouse_now=clickhouse_now,
+        approval=decision,
+    )
+    log.info("%s; report: %s", VERDICT_REJECTED, path)
+    shown = table_line(before, after) if after is not None else held
+    publish(label(decision_label(decision), "nothing deleted", shown), None)
+    raise TaskFailed(
+        f"{VERDICT_REJECTED}: the delete was {who}; nothing was deleted; {held} (before: "
+        f"{before.total('ch_rows'):,}, {state}); report {path}"
+    )
 
 
 def verify(
@@ -612,21 +701,27 @@ def verify(
     sides: Sides,
     report: Report,
     refused: Mapping[str, str | None] | None = None,
+    decision: dict[str, Any] | None = None,
+    publish: Publish = _unseen,
 ) -> dict[str, Any]:
     """The ``verify`` task: the after snapshot against Postgres, a report whatever happened once a delete may
     have happened, and ``TaskFailed`` on any drift, failed day or edge problem.
 
-    Verdicts: EXACT, NOT EXACT, NOT REPAIRED (stopped before rewriting: our queued delete is killed first) or
-    NOT VERIFIED (Postgres could not be compared: a ``RuntimeError``, so the task retries).
+    Verdicts: EXACT, NOT EXACT, REJECTED (the approval was refused or not answered: ``delete_range`` was
+    skipped, nothing to kill), NOT REPAIRED (stopped before rewriting: our queued delete is killed first) or
+    NOT VERIFIED (Postgres could not be compared: a ``RuntimeError``, so the task retries). Each is published
+    (``publish``) with the before -> after table; an EXACT one with the asset event's extra.
 
     :param plan_dict: ``validate``'s XCom; ``found``: ``preflight``'s (None when the task did not succeed).
     :param states: this run's task states (``label_day_<i>`` per mapped day).
     :param watched: the ``(host, mutation_id)`` pairs ``delete_range`` returned, None if it returned none.
     :param refused: why ``validate`` / ``preflight`` refused the run (task id -> message), when they said.
+    :param decision: ``approve_delete``'s XCom ``decision`` (None when it did not decide).
     """
     if not plan_dict or not found:
         stopped = next((t for t in ("validate", "preflight") if states.get(t) != "success"), "preflight")
         why = (refused or {}).get(stopped)
+        publish(label("nothing deleted", f"{stopped} did not succeed"), None)
         raise TaskFailed(
             f"nothing was deleted: {stopped} "
             + (f"refused the run: {why}" if why else "did not succeed (see its log)")
@@ -634,6 +729,8 @@ def verify(
     plan = BackfillPlan.from_dict(plan_dict)
     before = comparison_from_dict(found["before"])
     clickhouse = sides.clickhouse(plan.database)
+    if decision and not decision.get("approved") and states.get("delete_range") == "skipped":
+        rejected(plan, before, decision, clickhouse, sides, report, publish)
     stopped_at = next((t for t in ("delete_range", "wait_for_mutations") if states.get(t) != "success"), None)
     stop_note = ""
     if stopped_at:  # no day ran: whatever delete of ours is still queued must never run
@@ -647,13 +744,21 @@ def verify(
         clickhouse_now = clickhouse_state(plan, clickhouse)
         problems = [f"range not verified: {type(err).__name__}: {err}"] + ([stop_note] if stop_note else [])
         path = report.write(
-            plan, before, None, problems, failed, result=VERDICT_NOT_VERIFIED, clickhouse_now=clickhouse_now
+            plan,
+            before,
+            None,
+            problems,
+            failed,
+            result=VERDICT_NOT_VERIFIED,
+            clickhouse_now=clickhouse_now,
+            approval=decision,
         )
         held = (
             f"ClickHouse holds {sum(d['ch_rows'] for d in clickhouse_now):,} rows of the range"
             if clickhouse_now is not None
             else "ClickHouse could not be read either"
         )
+        publish(label(VERDICT_NOT_VERIFIED, f"{held} (before: {before.total('ch_rows'):,})", str(err)), None)
         raise RuntimeError(
             f"{plan.customer} {plan.start_date}..{plan.end_date} is NOT VERIFIED: {err}; {held} "
             f"(before: {before.total('ch_rows'):,}); report {path}"
@@ -665,8 +770,22 @@ def verify(
     else:
         problems = verdict(after, failed, edge)
         result = VERDICT_NOT_EXACT if problems else VERDICT_EXACT
-    path = report.write(plan, before, after, problems, failed, result=result)
+    path = report.write(plan, before, after, problems, failed, result=result, approval=decision)
     log.info("%s; report: %s", result, path)
+    extra = backfill_event_extra(
+        customer=plan.customer,
+        database=plan.database,
+        start_date=plan.start_date,
+        end_date=plan.end_date,
+        verdict=result,
+        before=before,
+        after=after,
+        report=str(path),
+        run_id=report.run_id,
+        approval=decision,
+    )
+    shown = [f"stopped at {stopped_at}"] if stopped_at else []
+    publish(label(result, *shown, table_line(before, after), *problems[:1]), extra)
     if stopped_at:
         unchanged = "unchanged" if after.total("ch_rows") == before.total("ch_rows") else "CHANGED"
         raise TaskFailed(
@@ -675,4 +794,4 @@ def verify(
         )
     if problems:
         raise TaskFailed(f"backfill of {plan.customer} is not exact: " + "; ".join(problems))
-    return {"report": str(path), "rows": after.total("ch_rows"), "verdict": result}
+    return {"report": str(path), "rows": after.total("ch_rows"), "verdict": result, **extra}

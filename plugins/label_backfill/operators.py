@@ -2,6 +2,8 @@
 
 - ``ClickHouseDeleteOperator`` starts the range delete and returns the mutations it created.
 - ``ClickHouseMutationSensor`` waits for them on every replica (reschedule mode, or deferrable).
+- ``DeleteApprovalOperator`` asks a person to approve the delete (Airflow's human-in-the-loop), when the run
+  asks for it.
 - ``DayRewriteOperator`` is the base of the day runners, which rewrite one UTC day: each first waits for
   its turn (``max_parallel_days``) and deletes whatever an earlier attempt of the day left behind, so a
   retried or cleared day ends exact. ``LabelDayKubernetesOperator`` runs the day as a Kubernetes Job; the
@@ -17,15 +19,18 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, TaskDeferred
 
+from label_backfill.approval import approval_request
 from label_backfill.backfill import day_job_env
 from label_backfill.clickhouse import LabelTable, MutationFailed, MutationState, check_mutations
 from label_backfill.hooks import clickhouse_client, postgres_side
 from label_backfill.k8s_job import day_labels, job_name_for_day
 from label_backfill.k8s_operator import CronJobJobOperator
 from label_backfill.naming import DayRange, parse_day
+from label_backfill.proof import approval_decision, decision_label, decision_text, label
 from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID
 from label_backfill.triggers import ClickHouseMutationTrigger
 
@@ -360,3 +365,85 @@ class LabelDayKubernetesOperator(DayRewriteOperator, CronJobJobOperator):
         self.stop_earlier_job()
         self.clear_day_before_write()
         return self.run_job(context)
+
+
+class DeleteApprovalOperator(ApprovalOperator):
+    """Ask a person to approve the range delete, showing what the preflight found; or ask nobody.
+
+    When the run's ``require_approval`` is off (the default: the CLI, ``make demo`` and the drift check's
+    repairs) it returns at once, approved without asking, so the flow goes on; ``delete_range`` keeps the
+    ``all_success`` rule (a skipped gate would need a rule that lets the delete run after a skip).
+
+    When on, it writes the approval request (``approval.approval_request``: customer, days, rows ClickHouse
+    will delete, rows Postgres will rewrite, the drift before and the guard's findings) and the task waits
+    in ``awaiting_input`` (no worker slot, no triggerer) until someone answers on its "Required Actions" page.
+    Approve: the delete runs. Reject, or no answer within ``response_timeout`` (the default option, Reject,
+    is then taken by the scheduler): ``delete_range`` is skipped and so is everything that writes; ``verify``
+    (``all_done``) reports REJECTED. The decision is pushed as XCom ``decision`` (``proof.approval_decision``)
+    and becomes the task's label.
+
+    :param plan_task_id: the task whose XCom is the plan (``validate``).
+    :param preflight_task_id: the task whose XCom is the preflight's findings (``preflight``).
+    """
+
+    # rendered when the task starts (params known: "waiting for approval") and again after it decided
+    LABEL_TEMPLATE = (
+        "{{ approval_label | default('waiting for approval' if params.require_approval else '') }}"
+    )
+
+    def __init__(
+        self,
+        *,
+        plan_task_id: str = "validate",
+        preflight_task_id: str = "preflight",
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("subject", "Approve the range delete")  # replaced by the preflight's numbers
+        kwargs.setdefault("defaults", ApprovalOperator.REJECT)  # what a timeout chooses
+        kwargs.setdefault("map_index_template", self.LABEL_TEMPLATE)
+        super().__init__(ignore_downstream_trigger_rules=False, fail_on_reject=False, **kwargs)
+        self.plan_task_id, self.preflight_task_id = plan_task_id, preflight_task_id
+
+    @property
+    def _timeout_seconds(self) -> int | None:
+        return int(self.response_timeout.total_seconds()) if self.response_timeout else None
+
+    def _decide(self, context: Any, decision: dict[str, Any]) -> None:
+        context["ti"].xcom_push(key="decision", value=decision)
+        context["approval_label"] = label(decision_label(decision))
+        self.log.info("approval: %s", decision_text(decision))
+
+    def execute(self, context: Any) -> Any:
+        ti = context["ti"]
+        plan = ti.xcom_pull(task_ids=self.plan_task_id)
+        if not plan.get("require_approval"):
+            decision = approval_decision(asked=False)
+            self._decide(context, decision)
+            return decision
+        found = ti.xcom_pull(task_ids=self.preflight_task_id)
+        self.subject, self.body = approval_request(plan, found, self._timeout_seconds)
+        self.log.info("asking for approval: %s", self.subject)
+        return super().execute(context)  # Airflow 3.3: raises TaskAwaitingInput (the task waits for input)
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if "error" in event:  # no answer and no default (cannot happen: the default is Reject): reject
+            self.log.warning("no usable answer (%s): rejecting", event.get("error"))
+            event = {
+                "chosen_options": [self.REJECT],
+                "params_input": {},
+                "responded_at": dt.datetime.now(dt.UTC),
+                "responded_by_user": None,
+                "timedout": event.get("error_type") == "timeout",
+            }
+        user = event.get("responded_by_user") or {}
+        decision = approval_decision(
+            asked=True,
+            approved=list(event.get("chosen_options") or []) == [self.APPROVE],
+            by=user.get("name"),
+            at=event.get("responded_at"),
+            timed_out=bool(event.get("timedout")),
+            timeout_seconds=self._timeout_seconds,
+        )
+        self._decide(context, decision)
+        # Reject: skips delete_range (its direct downstream), which skips every task that writes
+        return super().execute_complete(context=context, event=event)

@@ -73,6 +73,8 @@ MAX_PARALLEL_DAYS = Bounds(1, MAX_PARALLEL_DAYS_LIMIT)
 MAX_DAYS = Bounds(1, MAX_DAYS_LIMIT)
 BACKFILL_SAMPLE_SIZE = Bounds(0, 1000)
 MIN_DELETE_RATIO = 1
+# Opt-in: the CLI, `make demo` and the drift check's repairs (which send no such key) never wait for a person.
+REQUIRE_APPROVAL_DEFAULT = False
 
 # conversation_labels_drift_check
 LOOKBACK_DAYS = Bounds(1, 90)
@@ -88,6 +90,7 @@ BACKFILL_DEFAULTS: Mapping[str, Any] = {
     "allow_empty_source": False,
     "max_delete_ratio": 2.0,
     "sample_size": 20,
+    "require_approval": REQUIRE_APPROVAL_DEFAULT,
 }
 DRIFT_DEFAULTS: Mapping[str, Any] = {
     "customers": [],
@@ -120,6 +123,16 @@ def customer_param(*, description: str) -> Any:
     from airflow.sdk import Param
 
     return Param(type="string", title="Customer", description=description, section=SECTION_ESSENTIALS)
+
+
+def require_approval_param(*, description: str) -> Any:
+    """The backfill's opt-in approval step, off by default (``REQUIRE_APPROVAL_DEFAULT``): an essential."""
+    return flag(
+        REQUIRE_APPROVAL_DEFAULT,
+        title="Ask for approval before deleting",
+        description=description,
+        section=SECTION_ESSENTIALS,
+    )
 
 
 def refuse_unknown_keys(conf: Mapping[str, Any] | None, known: Iterable[str]) -> None:

@@ -37,6 +37,7 @@ class Settings:
     alert_emails: tuple[str, ...] = ()
     smtp_conn_id: str = "smtp_default"
     slack_conn_id: str | None = None
+    approval_timeout_seconds: int = 86400
 
     @property
     def read_table(self) -> str:
@@ -68,6 +69,11 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     cluster = env.get("LABEL_BACKFILL_CLICKHOUSE_CLUSTER", "").strip() or None
     if cluster:
         validate_identifier(cluster, "LABEL_BACKFILL_CLICKHOUSE_CLUSTER")
+    approval_timeout = int(env.get("LABEL_BACKFILL_APPROVAL_TIMEOUT_SECONDS", "86400"))
+    if approval_timeout < 1:  # 0 would mean "wait forever", and max_active_runs=1 would block every repair
+        raise ValueError(
+            f"LABEL_BACKFILL_APPROVAL_TIMEOUT_SECONDS must be at least 1, not {approval_timeout}"
+        )
     return Settings(
         job_runner=runner,
         clickhouse_cluster=cluster,
@@ -87,4 +93,5 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         alert_emails=_emails(env.get("LABEL_BACKFILL_ALERT_EMAILS", "")),
         smtp_conn_id=env.get("LABEL_BACKFILL_SMTP_CONN_ID", "").strip() or "smtp_default",
         slack_conn_id=env.get("LABEL_BACKFILL_SLACK_CONN_ID", "").strip() or None,
+        approval_timeout_seconds=approval_timeout,
     )

@@ -56,6 +56,7 @@ def test_backfill_contract():
         "preflight",
         "plan_days",
         "repair_requested",
+        "approve_delete",
         "delete_range",
         "wait_for_mutations",
         "label_day",
@@ -65,7 +66,15 @@ def test_backfill_contract():
     def upstream(task_id: str) -> set[str]:
         return {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=True)}
 
-    assert {"validate", "preflight", "repair_requested"} <= upstream("delete_range")  # nothing deletes early
+    # nothing deletes early, nor without the approval step (which asks only when require_approval is on)
+    assert {"validate", "preflight", "repair_requested", "approve_delete"} <= upstream("delete_range")
+    assert {"validate", "preflight", "repair_requested"} <= upstream("approve_delete")
+    assert dag.get_task("delete_range").trigger_rule == "all_success"  # a rejected approval skips it
+    approve = dag.get_task("approve_delete")
+    assert approve.options == ["Approve", "Reject"] and approve.defaults == ["Reject"]  # no answer = Reject
+    assert approve.response_timeout is not None and approve.retries == 0
+    assert not approve.ignore_downstream_trigger_rules  # verify (all_done) still runs and reports REJECTED
+    assert {t.task_id for t in approve.downstream_list} == {"delete_range"}
     assert {"delete_range", "wait_for_mutations", "plan_days"} <= upstream("label_day")
     assert upstream("verify") == {t.task_id for t in dag.tasks} - {"verify"}
     params = dag.params.dump()
@@ -79,14 +88,21 @@ def test_backfill_contract():
         "allow_empty_source",
         "max_delete_ratio",
         "sample_size",
+        "require_approval",
     }
     assert params["dry_run"] is False and params["max_parallel_days"] == 4
+    assert params["require_approval"] is False  # opt-in: the CLI, make demo and auto-repairs never wait
+    assert dag.params.get_param("require_approval").schema["title"] == "Ask for approval before deleting"
     schema = dag.params.get_param("start_date").schema
     assert schema["type"] == "string" and schema["format"] == "date" and schema.get("title")
     assert all(dag.params.get_param(p).description for p in params)  # the trigger form explains every param
     label_day = dag.get_task("label_day")
     assert label_day.map_index_template == "{{ task.day }}"
     assert dag.get_task("verify").trigger_rule == "all_done"
+    # the proof in the run's task list (rendered after the task ran) and on the asset event of an exact run
+    assert "backfill_proof" in dag.get_task("verify").map_index_template
+    assert "backfill_proof" in dag.get_task("preflight").map_index_template
+    assert [a.name for a in dag.get_task("verify").outlets] == ["conversation_with_labels"]
     assert dag.get_task("wait_for_mutations").mode == "reschedule"
     sql_dir = REPO / "plugins" / "label_backfill" / "sql"
     assert dag.template_searchpath and str(sql_dir) in dag.template_searchpath
@@ -100,7 +116,13 @@ def test_drift_contract():
     params = dag.params.dump()
     assert params["customers"] == [] and params["lookback_days"] == 7 and params["auto_repair"] is False
     assert set(params) == {"customers", "lookback_days", "auto_repair", "max_repair_days", "sample_size"}
-    assert dag.get_task("check_customer").map_index_template == "{{ customer }}"
+    # each customer is named by its outcome, the run's summary by report (see label_backfill.proof)
+    # (the customer alone while it runs or if it dies before a result)
+    assert dag.get_task("check_customer").map_index_template == (
+        "{{ customer_label | default(task.op_kwargs['customer']) }}"
+    )
+    assert "drift_summary" in dag.get_task("report").map_index_template
+    assert [a.name for a in dag.get_task("report").outlets] == ["conversation_labels_drift_report"]
     assert {t.task_id for t in dag.leaves} == {"alert"}
     assert {t.task_id for t in dag.tasks} == {
         "check_window",

@@ -40,6 +40,16 @@ def alert_text(capfd):
     return "".join(capfd.readouterr())
 
 
+def drift_events(run):
+    """The extras of the asset events the run emitted (report's drift summary)."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        found = session.query(AssetEvent).filter_by(source_dag_id=DAG_ID, source_run_id=run.run_id).all()
+        return [e.extra for e in found]
+
+
 @pytest.fixture
 def incident(pg, ch):
     reset_all(pg, ch)
@@ -61,6 +71,8 @@ def test_a_clean_night_is_green(incident, pg, ch, airflow_db, reports_dir):
     assert (report["start_date"], report["end_date"]) == ("2026-02-01", "2026-02-14")
     assert {c["status"] for c in report["customers"]} == {"clean"}
     assert all(len(c["days"]) == 14 and all(d["ok"] for d in c["days"]) for c in report["customers"])
+    summary = next(ti.rendered_map_index for ti in run.get_task_instances() if ti.task_id == "report")
+    assert summary == "clean: 3 customer(s) equal"
 
 
 def test_an_incident_is_flagged_per_customer_and_day_and_alerts(
@@ -88,6 +100,20 @@ def test_an_incident_is_flagged_per_customer_and_day_and_alerts(
     assert "label drift: horizon-air: drift on 2026-02-03..2026-02-04" in "".join(capfd.readouterr())
     markdown = (reports_dir / DAG_ID / report_name(run.run_id, ".md")).read_text()
     assert markdown.index("horizon-air") < markdown.index("alaska-air") and "## horizon-air" in markdown
+    # without a log: each customer named by its outcome, the run's summary on report and its asset event
+    assert states["check_customer"] == ["success", "failed", "success"]  # red: the customer not equal
+    shown = {ti.task_id: [] for ti in run.get_task_instances()}
+    for ti in sorted(run.get_task_instances(), key=lambda t: t.map_index):
+        shown[ti.task_id].append(ti.rendered_map_index)
+    assert shown["check_customer"] == [
+        "alaska-air · clean",
+        f"horizon-air · DRIFT 2026-02-03..2026-02-04 (stale {changed:,})",
+        "sun-country · clean",
+    ]
+    assert shown["report"] == ["DRIFT horizon-air 2026-02-03..2026-02-04 · clean 2"]
+    (event,) = drift_events(run)
+    assert event["drifted"] == {"horizon-air": "2026-02-03..2026-02-04"} and event["ok"] is False
+    assert event["statuses"] == {"clean": ["alaska-air", "sun-country"], "drift": ["horizon-air"]}
 
 
 def test_a_missing_database_is_reported_without_hiding_the_others(
@@ -108,7 +134,10 @@ def test_a_missing_database_is_reported_without_hiding_the_others(
     }
     problem = "ghost-air: missing_database (no table ghost_air_us_east_1.conversation_with_labels)"
     assert str(run.state) == "failed" and report["ok"] is False and report["problems"] == [problem]
-    assert states["check_customer"] == ["success"] * 4 and states["alert"] == ["failed"]
+    # alaska-air, ghost-air, horizon-air, sun-country: only the customer that is not equal goes red
+    assert states["check_customer"] == ["success", "failed", "success", "success"] and states["alert"] == [
+        "failed"
+    ]
     others = [c for c in report["customers"] if c["customer"] != "ghost-air"]
     assert all(len(c["days"]) == 14 and c["totals"]["pg_eligible"] > 0 for c in others)  # really compared
     out = alert_text(capfd)
@@ -208,7 +237,7 @@ def test_an_invalid_requested_customer_is_reported_and_the_others_still_checked(
     run, states = run_check(customers=[bad, "alaska-air"])
     out = alert_text(capfd)
     assert str(run.state) == "failed", states
-    assert states["customers_to_check"] == ["success"] and states["check_customer"] == ["success"] * 2
+    assert states["customers_to_check"] == ["success"] and states["check_customer"] == ["success", "failed"]
     report = read_report(reports_dir, run)
     statuses = {c["customer"]: c["status"] for c in report["customers"]}
     assert statuses == {"alaska-air": "clean", bad: "invalid"}
@@ -228,7 +257,7 @@ def test_a_malformed_profile_does_not_stop_the_others_checks_or_repairs(
     run, states = run_check(auto_repair=True, max_repair_days=14)
     out = alert_text(capfd)
     assert str(run.state) == "failed", states
-    assert states["check_customer"] == ["success"] * 4
+    assert states["check_customer"] == ["failed"] * 4  # three drifted, one invalid: none is equal
     assert states["plan_repairs"] == ["success"] and states["trigger_repairs"] == ["success"] * 3
     report = read_report(reports_dir, run)
     statuses = {c["customer"]: c["status"] for c in report["customers"]}
@@ -268,7 +297,13 @@ def test_a_crashed_customer_task_is_reported_not_checked_and_the_others_repaired
     run, states = run_check(auto_repair=True, max_repair_days=14)
     out = alert_text(capfd)
     assert str(run.state) == "failed", states
-    assert states["check_customer"] == ["success", "failed", "success"]  # alaska, horizon, sun-country
+    assert states["check_customer"] == ["failed"] * 3  # alaska and sun-country drifted, horizon crashed
+    shown = sorted(
+        (ti.map_index, ti.rendered_map_index)
+        for ti in run.get_task_instances()
+        if ti.task_id == "check_customer"
+    )
+    assert shown[1] == (1, "horizon-air") and shown[0][1].startswith("alaska-air · DRIFT 2026-02-01..")
     report = read_report(reports_dir, run)
     statuses = {c["customer"]: c["status"] for c in report["customers"]}
     assert statuses == {"alaska-air": "drift", "horizon-air": "not_checked", "sun-country": "drift"}
@@ -286,7 +321,7 @@ def test_unreachable_clickhouse_is_each_customers_error_and_fails_the_run(
     monkeypatch.setenv("AIRFLOW_CONN_CLICKHOUSE_CONVERSATIONS", json.dumps(dead))
     run, states = run_check()
     out = alert_text(capfd)
-    assert str(run.state) == "failed" and states["check_customer"] == ["success"] * 3, states
+    assert str(run.state) == "failed" and states["check_customer"] == ["failed"] * 3, states
     report = read_report(reports_dir, run)
     assert {c["status"] for c in report["customers"]} == {"error"} and len(report["problems"]) == 3
     for customer in ("alaska-air", "horizon-air", "sun-country"):

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.error
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import report_name
+from tests.ui.helpers import OPEN_DIALOG, UI_TIMEOUT_MS, q, wait_for
 
 pytestmark = pytest.mark.ui
 
@@ -27,33 +27,6 @@ DAG_ID = "conversation_labels_backfill"
 CUSTOMER = "alaska-air"
 DAYS = ["2026-02-02", "2026-02-03", "2026-02-04"]
 FAILING_DAY = "2026-02-03"
-OPEN_DIALOG = "[role=dialog][data-state=open]"
-# One generous bound for every browser wait (actions, navigations, expect): on a loaded 2-core machine the
-# UI can take many seconds to render a state, and each wait ends as soon as its state is reached.
-UI_TIMEOUT_MS = 90_000
-
-
-def q(value: str) -> str:
-    return urllib.parse.quote(value, safe="")
-
-
-def wait_for(what: str, check, timeout: float, interval: float = 1.0):
-    """Call ``check()`` until it returns something truthy; fail naming ``what`` and the last value seen."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            last = check()
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
-            last = err
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            pytest.fail(
-                f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last!r}", pytrace=False
-            )
-        time.sleep(interval)
 
 
 @pytest.mark.timeout(900)

@@ -1,0 +1,101 @@
+"""What the browser tests share: waits tied to states, the login, the REST reads, a ClickHouse snapshot.
+
+Nothing here imports label_backfill or chdb into the test process (chdb allows one process per data
+directory: while Airflow runs, its task processes open it one at a time). ``clickhouse_snapshot`` reads
+ClickHouse in a subprocess, only while no task runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+OPEN_DIALOG = "[role=dialog][data-state=open]"
+# One generous bound for every browser wait (actions, navigations, expect): on a loaded 2-core machine the
+# UI can take many seconds to render a state, and each wait ends as soon as its state is reached.
+UI_TIMEOUT_MS = 90_000
+
+
+def q(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
+    """Call ``check()`` until it returns something truthy; fail naming ``what`` and the last value seen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = check()
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
+            last = err
+        else:
+            if last:
+                return last
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last!r}", pytrace=False
+            )
+        time.sleep(interval)
+
+
+def login(page: Any, airflow_ui: Any) -> str:
+    """Log in through the form; return the API token (the UI's own cookie, else a fresh one)."""
+    from playwright.sync_api import expect
+
+    # wait for the form, not for a navigation: the app's own redirects may abort one (net::ERR_ABORTED)
+    page.goto(f"{airflow_ui.url}/auth/login")
+    expect(page.get_by_label("Username")).to_be_visible()
+    page.get_by_label("Username").fill(airflow_ui.user)
+    page.get_by_label("Password").fill(airflow_ui.password)
+    page.get_by_role("button", name="Sign in").click()
+
+    def token() -> str | None:
+        return next((c["value"] for c in page.context.cookies() if c["name"] == "_token"), None)
+
+    return wait_for("the login's token cookie", token, UI_TIMEOUT_MS / 1000, interval=0.5)
+
+
+class Shots:
+    """Screenshots into ``artifacts/ui/``, remembered for the test's summary."""
+
+    def __init__(self, artifacts: Path) -> None:
+        self.artifacts, self.taken = artifacts, []
+
+    def __call__(self, target: Any, name: str) -> None:
+        path = self.artifacts / name
+        target.screenshot(path=str(path))
+        self.taken.append(path)
+        print(f"[ui] screenshot {path}")
+
+
+def clickhouse_snapshot(airflow_ui: Any, database: str) -> dict[str, Any]:
+    """Every row of ``<database>.conversation_with_labels`` (labeled_at included) as a count and a SHA-256,
+    read in a subprocess: call it only while no task of the Airflow under test runs (chdb's lock)."""
+    code = (
+        "import hashlib, json, sys\n"
+        "from pathlib import Path\n"
+        "from label_backfill.dev.stack import Stack\n"
+        "rows = Stack(Path(sys.argv[1])).clickhouse_client().query(\n"
+        "    f'SELECT * FROM {sys.argv[2]}.conversation_with_labels ORDER BY ALL').result_rows\n"
+        "print(json.dumps({'rows': len(rows), 'sha256': hashlib.sha256(repr(rows).encode()).hexdigest()}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, airflow_ui.env["LABEL_BACKFILL_LOCAL_DIR"], database],
+        env=airflow_ui.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, f"ClickHouse snapshot failed:\n{proc.stderr[-3000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
