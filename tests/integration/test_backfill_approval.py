@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import run_dag, table_snapshot
+from tests.helpers import report_name, run_dag, table_snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +131,7 @@ def asset_events(run: Any) -> list[dict[str, Any]]:
 
 
 def read_report(reports_dir, run) -> dict[str, Any]:
-    return json.loads((reports_dir / DAG_ID / f"{run.run_id}.json").read_text())
+    return json.loads((reports_dir / DAG_ID / report_name(run.run_id)).read_text())
 
 
 def test_off_by_default_nobody_is_asked_and_the_proof_is_on_the_run(incident, airflow_db, reports_dir):
