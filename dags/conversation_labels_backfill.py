@@ -281,7 +281,9 @@ def conversation_labels_backfill() -> None:
     approve = DeleteApprovalOperator(
         task_id="approve_delete",
         response_timeout=dt.timedelta(seconds=SETTINGS.approval_timeout_seconds),
-        retries=0,  # a retry would ask again; a failed gate deletes nothing (delete_range: upstream_failed)
+        # a retry asks again (label "waiting for approval (asked again)"): Airflow 3.3.2 can fail the task when
+        # an answer comes within seconds of the request (see DeleteApprovalOperator); a failed gate deletes nothing
+        retries=1,
     )
     delete = ClickHouseDeleteOperator(
         task_id="delete_range",

@@ -367,6 +367,14 @@ class LabelDayKubernetesOperator(DayRewriteOperator, CronJobJobOperator):
         return self.run_job(context)
 
 
+# Airflow 3.3.2 with the LocalExecutor: an answer recorded before the scheduler has processed the executor's
+# event for the process that parked the task (seen here up to ~6 s after the task showed "awaiting input")
+# finds the task queued again, and the scheduler marks it failed ("finished with state success, but the task
+# instance's state attribute is queued": its resume-after-defer exception covers "scheduled" only). The DAG
+# gives approve_delete one retry for this: the same request is asked again (Airflow keeps one request per task
+# instance and clears its answer on a retry), and the task's label says "asked again".
+
+
 class DeleteApprovalOperator(ApprovalOperator):
     """Ask a person to approve the range delete, showing what the preflight found; or ask nobody.
 
@@ -388,7 +396,8 @@ class DeleteApprovalOperator(ApprovalOperator):
 
     # rendered when the task starts (params known: "waiting for approval") and again after it decided
     LABEL_TEMPLATE = (
-        "{{ approval_label | default('waiting for approval' if params.require_approval else '') }}"
+        "{{ approval_label | default(('waiting for approval' ~ (' (asked again)' if ti.try_number > 1 else ''))"
+        " if params.require_approval else '') }}"
     )
 
     def __init__(
@@ -422,7 +431,11 @@ class DeleteApprovalOperator(ApprovalOperator):
             return decision
         found = ti.xcom_pull(task_ids=self.preflight_task_id)
         self.subject, self.body = approval_request(plan, found, self._timeout_seconds)
-        self.log.info("asking for approval: %s", self.subject)
+        if (ti.try_number or 1) > 1:
+            self.log.warning(
+                "asked again (try %s): an earlier try ended without applying an answer", ti.try_number
+            )
+        self.log.info("asking for approval (try %s): %s", ti.try_number, self.subject)
         return super().execute(context)  # Airflow 3.3: raises TaskAwaitingInput (the task waits for input)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:

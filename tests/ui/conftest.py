@@ -192,8 +192,9 @@ def _kill_leftovers(pids_file: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def airflow_ui() -> Iterator[AirflowUnderTest]:
-    """Seed the incident, start Airflow (4 components) on a free port; always tear everything down."""
+def airflow_ui(request: pytest.FixtureRequest) -> Iterator[AirflowUnderTest]:
+    """Seed the incident, start Airflow (4 components) on a free port; always tear everything down, keeping
+    the components' and the tasks' logs in ``artifacts/ui/logs/<test module>/``."""
     root = Path(tempfile.mkdtemp(prefix="label-backfill-ui-"))
     port = _free_port()
     env = _clean_env(root, port)
@@ -223,12 +224,14 @@ def airflow_ui() -> Iterator[AirflowUnderTest]:
         except subprocess.TimeoutExpired:
             pass
         _kill_leftovers(pids)
-        logs = ARTIFACTS / "logs"
+        logs = ARTIFACTS / "logs" / request.module.__name__.rsplit(".", 1)[-1]
         shutil.rmtree(logs, ignore_errors=True)
         logs.mkdir(parents=True, exist_ok=True)
         for log in [*(root / "airflow" / "run").glob("*.log"), root / "stack" / "airflow.out"]:
             if log.exists():
                 shutil.copy(log, logs / log.name)
+        if (root / "airflow" / "logs").is_dir():  # the task logs: what a failed UI step hides
+            shutil.copytree(root / "airflow" / "logs", logs / "tasks", dirs_exist_ok=True)
         try:
             subprocess.run(
                 [sys.executable, "-m", "label_backfill.dev.stack", "clean"],  # as root: outside root

@@ -78,6 +78,19 @@ class Shots:
         print(f"[ui] screenshot {path}")
 
 
+def scheduler_saw(airflow_ui: Any, task_id: str, run_id: str, state: str) -> bool:
+    """Whether the scheduler has processed the executor's event of ``task_id``'s process in ``run_id`` while
+    the task was in ``state`` (its log line ``TaskInstance Finished: ... state=<state>, executor=...``)."""
+    log = airflow_ui.root / "airflow" / "run" / "scheduler.log"
+    if not log.exists():
+        return False
+    key = f"task_id={task_id}, run_id={run_id},"
+    return any(
+        "TaskInstance Finished:" in line and key in line and f", state={state}, " in line
+        for line in log.read_text(errors="replace").splitlines()
+    )
+
+
 def clickhouse_snapshot(airflow_ui: Any, database: str) -> dict[str, Any]:
     """Every row of ``<database>.conversation_with_labels`` (labeled_at included) as a count and a SHA-256,
     read in a subprocess: call it only while no task of the Airflow under test runs (chdb's lock)."""

@@ -25,7 +25,16 @@ from typing import Any
 import pytest
 
 from tests.helpers import report_name
-from tests.ui.helpers import OPEN_DIALOG, UI_TIMEOUT_MS, Shots, clickhouse_snapshot, login, q, wait_for
+from tests.ui.helpers import (
+    OPEN_DIALOG,
+    UI_TIMEOUT_MS,
+    Shots,
+    clickhouse_snapshot,
+    login,
+    q,
+    scheduler_saw,
+    wait_for,
+)
 
 pytestmark = pytest.mark.ui
 
@@ -152,6 +161,15 @@ def answer_on_the_run_page(ui: Session, run_id: str, option: str, shot: str = ""
         "approve_delete to wait for input",
         lambda: ui.tasks(BACKFILL, run_id)["approve_delete"]["state"] == "awaiting_input",
         300,
+    )
+    # Airflow 3.3.2 fails a HITL task answered before the scheduler processed the exit of the process that
+    # parked it (it finds the resumed task queued: label_backfill.operators, DeleteApprovalOperator); the DAG
+    # then asks again. A person takes longer than that; the test waits for the scheduler to have seen it.
+    wait_for(
+        "the scheduler to see approve_delete wait for input",
+        lambda: scheduler_saw(ui.airflow, "approve_delete", run_id, "awaiting_input"),
+        90,
+        interval=0.5,
     )
     page.goto(f"{ui.url}/dags/{BACKFILL}/runs/{q(run_id)}")
     expect(row(page, "approve_delete")).to_contain_text("waiting for approval")
