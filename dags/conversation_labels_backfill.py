@@ -46,12 +46,15 @@ from airflow.sdk import Asset, Param, chain, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 from label_backfill import alerts, backfill
 from label_backfill import settings as lb_settings
+from label_backfill.leases import state_leases
 from label_backfill.naming import InvalidInput
 from label_backfill.operators import (
     ClickHouseDeleteOperator,
     ClickHouseMutationSensor,
+    CustomerLeaseSensor,
     DeleteApprovalOperator,
     LabelDayKubernetesOperator,
+    hold_customer,
 )
 from label_backfill.params import (
     BACKFILL_DEFAULTS,
@@ -128,7 +131,9 @@ def _runner() -> tuple[type, dict]:
     schedule=None,
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
-    max_active_runs=1,  # two backfills must never delete and rewrite under each other
+    # runs of different customers proceed at once; two runs of one customer never delete and rewrite under each
+    # other: claim_customer (a lease per customer, label_backfill.leases) is the setup of every such task
+    max_active_runs=SETTINGS.max_active_backfills,
     doc_md=__doc__,
     template_searchpath=[str(SQL_DIR)],
     tags=["label-backfill", "clickhouse"],
@@ -234,6 +239,12 @@ def conversation_labels_backfill() -> None:
             get_current_context()["ti"].xcom_push(key=REFUSED, value=str(err))
             raise AirflowFailException(str(err)) from None
 
+    @task
+    def release_customer(plan_dict: dict) -> None:
+        """Teardown of ``claim_customer``: give the customer back, whatever happened in between."""
+        ti = get_current_context()["ti"]
+        state_leases().release(plan_dict["customer"], ti.dag_id, ti.run_id)
+
     @task.short_circuit
     def repair_requested(plan_dict: dict) -> bool:
         return not plan_dict["dry_run"]
@@ -268,7 +279,7 @@ def conversation_labels_backfill() -> None:
                 (ti.xcom_pull(task_ids="delete_range") or {}).get("mutations"),
                 SIDES,
                 _report(),
-                {t: ti.xcom_pull(task_ids=t, key=REFUSED) for t in ("validate", "preflight")},
+                {t: ti.xcom_pull(task_ids=t, key=REFUSED) for t in ("validate", "claim_customer", "preflight")},
                 decision=ti.xcom_pull(task_ids="approve_delete", key="decision"),
                 publish=_publish(LABELS),
             )
@@ -276,6 +287,16 @@ def conversation_labels_backfill() -> None:
             raise AirflowFailException(str(err)) from None
 
     plan = validate()
+    claim = CustomerLeaseSensor(
+        task_id="claim_customer",
+        customer=plan["customer"],
+        dry_run=plan["dry_run"],
+        lease_wait=SETTINGS.lease_wait_seconds,
+        poke_interval=SETTINGS.lease_poke_seconds,
+        retries=0,
+        # a failed setup stops its whole scope, verify included: the refusal's alert is sent from here
+        on_failure_callback=alerts.on_failure(SETTINGS, lb_settings.BACKFILL_DAG_ID),
+    )
     found = preflight(plan)
     go = repair_requested(plan)
     approve = DeleteApprovalOperator(
@@ -294,6 +315,7 @@ def conversation_labels_backfill() -> None:
         conversation_ids=found["delete_ids"],
         cluster=SETTINGS.clickhouse_cluster,
         retries=0,  # a second delete of the same range is harmless but must be a deliberate clear
+        pre_execute=hold_customer,
     )
     wait = ClickHouseMutationSensor(
         task_id="wait_for_mutations",
@@ -313,9 +335,13 @@ def conversation_labels_backfill() -> None:
         # (DayRewriteOperator.wait_for_turn: Airflow has no per-run value for this)
         max_active_tis_per_dagrun=backfill.MAX_PARALLEL_DAYS_LIMIT,
         retries=SETTINGS.day_retries,
+        pre_execute=hold_customer,
         **runner_kwargs,
     ).expand_kwargs(plan_days(plan))
-    chain(found, go, approve, delete, wait, days, verify())
+    checked = verify()
+    chain(claim, found, go, approve, delete, wait, days, checked)
+    # the lease spans every task that deletes or rewrites; clearing one of them clears the claim and the release
+    checked >> release_customer(plan).as_teardown(setups=claim)
 
 
 conversation_labels_backfill()

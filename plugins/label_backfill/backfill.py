@@ -715,11 +715,14 @@ def verify(
     :param plan_dict: ``validate``'s XCom; ``found``: ``preflight``'s (None when the task did not succeed).
     :param states: this run's task states (``label_day_<i>`` per mapped day).
     :param watched: the ``(host, mutation_id)`` pairs ``delete_range`` returned, None if it returned none.
-    :param refused: why ``validate`` / ``preflight`` refused the run (task id -> message), when they said.
+    :param refused: why ``validate`` / ``claim_customer`` / ``preflight`` refused the run (task id ->
+        message), when they said.
     :param decision: ``approve_delete``'s XCom ``decision`` (None when it did not decide).
     """
     if not plan_dict or not found:
-        stopped = next((t for t in ("validate", "preflight") if states.get(t) != "success"), "preflight")
+        stopped = next(
+            (t for t in ("validate", "claim_customer", "preflight") if states.get(t) != "success"), "preflight"
+        )
         why = (refused or {}).get(stopped)
         publish(label("nothing deleted", f"{stopped} did not succeed"), None)
         raise TaskFailed(

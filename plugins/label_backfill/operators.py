@@ -2,6 +2,8 @@
 
 - ``ClickHouseDeleteOperator`` starts the range delete and returns the mutations it created.
 - ``ClickHouseMutationSensor`` waits for them on every replica (reschedule mode, or deferrable).
+- ``CustomerLeaseSensor`` claims the run's customer (one run at a time per customer); ``hold_customer``
+  checks it is still held before a delete or a rewrite.
 - ``DeleteApprovalOperator`` asks a person to approve the delete (Airflow's human-in-the-loop), when the run
   asks for it.
 - ``DayRewriteOperator`` is the base of the day runners, which rewrite one UTC day: each first waits for
@@ -29,9 +31,10 @@ from label_backfill.clickhouse import LabelTable, MutationFailed, MutationState,
 from label_backfill.hooks import clickhouse_client, postgres_side
 from label_backfill.k8s_job import day_labels, job_name_for_day
 from label_backfill.k8s_operator import CronJobJobOperator
+from label_backfill.leases import LeaseHeld, run_finished, state_leases
 from label_backfill.naming import DayRange, parse_day
 from label_backfill.proof import approval_decision, decision_label, decision_text, label
-from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID
+from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID, STATE_CONN_ID
 from label_backfill.triggers import ClickHouseMutationTrigger
 
 log = logging.getLogger(__name__)
@@ -460,3 +463,69 @@ class DeleteApprovalOperator(ApprovalOperator):
         self._decide(context, decision)
         # Reject: skips delete_range (its direct downstream), which skips every task that writes
         return super().execute_complete(context=context, event=event)
+
+
+class CustomerLeaseSensor(BaseSensorOperator):
+    """Claim the run's customer (``label_backfill.leases``) before anything reads or deletes it; wait while
+    another run holds it, at most ``lease_wait`` seconds, then fail naming that run.
+
+    The DAG makes it the setup of every task that deletes or rewrites (its teardown releases the customer):
+    clearing a failed day clears it too, so a rerun claims the customer again before the day is rewritten.
+    A dry run changes nothing and takes no lease.
+
+    :param customer: the customer id (validate's plan).
+    :param dry_run: the run's dry run flag: no lease needed.
+    :param lease_wait: seconds to wait for the holder; 0 refuses at once.
+    """
+
+    template_fields: Sequence[str] = ("customer", "dry_run")
+
+    def __init__(
+        self,
+        *,
+        customer: str,
+        dry_run: bool | str,
+        lease_wait: int,
+        state_conn_id: str = STATE_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("mode", "reschedule")
+        # the sensor's own timeout only backs up poke()'s, which names the holder
+        kwargs.setdefault("timeout", lease_wait + 10 * kwargs.get("poke_interval", 60))
+        super().__init__(**kwargs)
+        self.customer, self.dry_run, self.lease_wait = customer, dry_run, lease_wait
+        self.state_conn_id = state_conn_id
+
+    def poke(self, context: Any) -> bool:
+        if self.dry_run in (True, "True", "true"):
+            self.log.info("dry run: nothing is deleted or rewritten, no lease is taken")
+            return True
+        ti = context["ti"]
+        holder = state_leases(self.state_conn_id).claim(self.customer, ti.dag_id, ti.run_id, run_finished(ti))
+        if holder is None:
+            return True
+        busy = LeaseHeld(self.customer, holder)
+        started = ti.get_first_reschedule_date(context) or ti.start_date or dt.datetime.now(dt.UTC)
+        waited = (dt.datetime.now(dt.UTC) - started).total_seconds()
+        if waited >= self.lease_wait:
+            why = (
+                f"{busy}: refused after waiting {waited:.0f} s (LABEL_BACKFILL_LEASE_WAIT_SECONDS="
+                f"{self.lease_wait}); nothing was read or deleted. Trigger this run again once that run ended."
+            )
+            ti.xcom_push(key="refused", value=why)  # verify's message and the alert name the other run
+            raise AirflowFailException(why)
+        self.log.info("%s: waiting (%.0f of %s s)", busy, waited, self.lease_wait)
+        return False
+
+
+def hold_customer(context: Any) -> None:
+    """``pre_execute`` of the tasks that delete or rewrite: fail unless this run holds the task's customer
+    (``task.customer``), claiming it when free. The setup (``CustomerLeaseSensor``) claimed it; this catches
+    a lease lost since (taken over after the run was marked finished) before a row is touched."""
+    task, ti = context["task"], context["ti"]
+    try:
+        state_leases(getattr(task, "state_conn_id", STATE_CONN_ID)).hold(
+            task.customer, ti.dag_id, ti.run_id, run_finished(ti)
+        )
+    except LeaseHeld as err:
+        raise AirflowFailException(f"{err}: this run must not delete or rewrite it now") from None

@@ -14,9 +14,12 @@ from label_backfill.reports import check_report_dir
 POSTGRES_CONN_ID = "postgres_conversations"
 CLICKHOUSE_CONN_ID = "clickhouse_conversations"
 KUBERNETES_CONN_ID = "kubernetes_default"
+# A Postgres database the package may write: the per-customer leases (label_backfill.leases)
+STATE_CONN_ID = "label_backfill_state"
 LABEL_TABLE = "conversation_with_labels"
 BACKFILL_DAG_ID = "conversation_labels_backfill"
 DRIFT_DAG_ID = "conversation_labels_drift_check"
+FLEET_DAG_ID = "conversation_labels_fleet_backfill"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class Settings:
     smtp_conn_id: str = "smtp_default"
     slack_conn_id: str | None = None
     approval_timeout_seconds: int = 86400
+    lease_wait_seconds: int = 21600
+    lease_poke_seconds: int = 30
+    max_active_backfills: int = 16
 
     @property
     def read_table(self) -> str:
@@ -70,10 +76,19 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     if cluster:
         validate_identifier(cluster, "LABEL_BACKFILL_CLICKHOUSE_CLUSTER")
     approval_timeout = int(env.get("LABEL_BACKFILL_APPROVAL_TIMEOUT_SECONDS", "86400"))
-    if approval_timeout < 1:  # 0 would mean "wait forever", and max_active_runs=1 would block every repair
+    if approval_timeout < 1:  # 0 would mean "wait forever": the customer's lease would never be released
         raise ValueError(
             f"LABEL_BACKFILL_APPROVAL_TIMEOUT_SECONDS must be at least 1, not {approval_timeout}"
         )
+    lease_wait = int(env.get("LABEL_BACKFILL_LEASE_WAIT_SECONDS", "21600"))
+    if lease_wait < 0:
+        raise ValueError(f"LABEL_BACKFILL_LEASE_WAIT_SECONDS must be 0 (refuse at once) or more, not {lease_wait}")
+    lease_poke = int(env.get("LABEL_BACKFILL_LEASE_POKE_SECONDS", "30"))
+    if lease_poke < 1:
+        raise ValueError(f"LABEL_BACKFILL_LEASE_POKE_SECONDS must be at least 1, not {lease_poke}")
+    max_active = int(env.get("LABEL_BACKFILL_MAX_ACTIVE_RUNS", "16"))
+    if max_active < 1:
+        raise ValueError(f"LABEL_BACKFILL_MAX_ACTIVE_RUNS must be at least 1, not {max_active}")
     return Settings(
         job_runner=runner,
         clickhouse_cluster=cluster,
@@ -94,4 +109,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         smtp_conn_id=env.get("LABEL_BACKFILL_SMTP_CONN_ID", "").strip() or "smtp_default",
         slack_conn_id=env.get("LABEL_BACKFILL_SLACK_CONN_ID", "").strip() or None,
         approval_timeout_seconds=approval_timeout,
+        lease_wait_seconds=lease_wait,
+        lease_poke_seconds=lease_poke,
+        max_active_backfills=max_active,
     )

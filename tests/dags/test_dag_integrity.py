@@ -50,9 +50,11 @@ def test_every_task_has_retries_and_a_timeout(dag_id):
 
 def test_backfill_contract():
     dag = load_dag(BACKFILL)
-    assert dag.schedule is None and dag.max_active_runs == 1 and not dag.catchup
+    assert dag.schedule is None and dag.max_active_runs > 1 and not dag.catchup
     assert {t.task_id for t in dag.tasks} == {
         "validate",
+        "claim_customer",
+        "release_customer",
         "preflight",
         "plan_days",
         "repair_requested",
@@ -68,6 +70,17 @@ def test_backfill_contract():
 
     # nothing deletes early, nor without the approval step (which asks only when require_approval is on)
     assert {"validate", "preflight", "repair_requested", "approve_delete"} <= upstream("delete_range")
+    # one run at a time per customer: every task that reads for, deletes or rewrites the customer is inside
+    # the claim's setup/teardown scope (a cleared day claims again) and checks the lease before it works
+    claim, release = dag.get_task("claim_customer"), dag.get_task("release_customer")
+    assert claim.is_setup and release.is_teardown and claim.task_id in upstream("release_customer")
+    for task_id in ("preflight", "delete_range", "label_day", "verify"):
+        assert "claim_customer" in upstream(task_id)
+        assert "release_customer" in {t.task_id for t in dag.get_task(task_id).get_flat_relatives()}
+    from label_backfill.operators import hold_customer
+
+    assert dag.get_task("delete_range")._pre_execute_hook is hold_customer
+    assert dag.get_task("label_day").partial_kwargs["pre_execute"] is hold_customer
     assert {"validate", "preflight", "repair_requested"} <= upstream("approve_delete")
     assert dag.get_task("delete_range").trigger_rule == "all_success"  # a rejected approval skips it
     approve = dag.get_task("approve_delete")
@@ -76,7 +89,7 @@ def test_backfill_contract():
     assert not approve.ignore_downstream_trigger_rules  # verify (all_done) still runs and reports REJECTED
     assert {t.task_id for t in approve.downstream_list} == {"delete_range"}
     assert {"delete_range", "wait_for_mutations", "plan_days"} <= upstream("label_day")
-    assert upstream("verify") == {t.task_id for t in dag.tasks} - {"verify"}
+    assert upstream("verify") == {t.task_id for t in dag.tasks} - {"verify", "release_customer"}
     params = dag.params.dump()
     assert set(params) >= {
         "customer",

@@ -56,6 +56,8 @@ POSTGRES_DB = "conversations"
 POSTGRES_ROLE = "postgres"
 # The role of the Airflow connection postgres_conversations: reads only (sql/postgres/readonly_role.sql).
 READER_ROLE = "label_backfill_reader"
+# The role and database of the connection label_backfill_state: the package's own state (customer leases).
+STATE_ROLE = STATE_DB = "label_backfill_state"
 # As root: the user the server runs as and the root-owned folder its files live in.
 SERVER_USER = "embedded_postgres"
 ROOT_BASE = Path("/var/lib/label-backfill")
@@ -257,7 +259,7 @@ class Stack:
         os_users = dict.fromkeys([owner, programs.user.pw_name if programs.user else owner])
         text = (
             "# label-backfill embedded stack: the OS users allowed to log in, and as which roles\n"
-            + "".join(f"stack {user} {role}\n" for user in os_users for role in (POSTGRES_ROLE, READER_ROLE))
+            + "".join(f"stack {user} {role}\n" for user in os_users for role in (POSTGRES_ROLE, READER_ROLE, STATE_ROLE))
         )
         ident = self.pgdata / "pg_ident.conf"
         if ident.exists() and ident.read_text() == text:
@@ -322,8 +324,11 @@ class Stack:
         with psycopg.connect(admin, autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (POSTGRES_DB,)).fetchone():
                 conn.execute(f"CREATE DATABASE {POSTGRES_DB}")
-            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,)).fetchone():
-                conn.execute(f"CREATE ROLE {READER_ROLE} LOGIN")  # peer authentication: no password
+            for role in (READER_ROLE, STATE_ROLE):
+                if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    conn.execute(f"CREATE ROLE {role} LOGIN")  # peer authentication: no password
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (STATE_DB,)).fetchone():
+                conn.execute(f"CREATE DATABASE {STATE_DB} OWNER {STATE_ROLE}")
         conninfo = conninfo_for(socket_dir)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(sql.postgres("schema"))
@@ -386,8 +391,10 @@ class Stack:
             "conn_type": "clickhouse",
             "extra": {"client_kwargs": {"dsn": f"chdb://{self.chdb_path.resolve()}"}},
         }
+        state = {**postgres, "login": STATE_ROLE, "schema": STATE_DB}  # the leases: read and write, own db
         return {
             "AIRFLOW_CONN_POSTGRES_CONVERSATIONS": json.dumps(postgres),
+            "AIRFLOW_CONN_LABEL_BACKFILL_STATE": json.dumps(state),
             "AIRFLOW_CONN_CLICKHOUSE_CONVERSATIONS": json.dumps(clickhouse),
             "LABEL_BACKFILL_JOB_RUNNER": "local",
             "LABEL_BACKFILL_CLICKHOUSE_CLUSTER": "",

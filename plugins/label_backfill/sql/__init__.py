@@ -123,6 +123,11 @@ def postgres(name: str) -> str:
     )
 
 
+def state(name: str) -> str:
+    """Text of ``state/<name>.sql``: the package's own state (the customer leases) in the state database."""
+    return _read(f"state/{name}.sql")
+
+
 def positional(text: str, params: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
     """``%(name)s`` placeholders as ``$1, $2 ...`` with their values, for drivers without named ones (ADBC)."""
     order: list[str] = []
