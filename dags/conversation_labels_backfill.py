@@ -279,7 +279,10 @@ def conversation_labels_backfill() -> None:
                 (ti.xcom_pull(task_ids="delete_range") or {}).get("mutations"),
                 SIDES,
                 _report(),
-                {t: ti.xcom_pull(task_ids=t, key=REFUSED) for t in ("validate", "claim_customer", "preflight")},
+                {
+                    t: ti.xcom_pull(task_ids=t, key=REFUSED)
+                    for t in ("validate", "claim_customer", "preflight")
+                },
                 decision=ti.xcom_pull(task_ids="approve_delete", key="decision"),
                 publish=_publish(LABELS),
             )

@@ -18,7 +18,8 @@ first refuses conf keys and values this DAG does not accept (nothing is read bef
 its status and drifted day ranges and the report's URL, and sends the deployment's alert (e-mail, Slack).
 
 **Repairs.** With *Auto repair*, each drifted range (oldest first, at most *Repair budget* days per
-customer) is handed to `conversation_labels_backfill`, not while a backfill is queued or running.
+customer) is handed to ONE `conversation_labels_fleet_backfill` run, which repairs the customers in parallel
+(one `conversation_labels_backfill` run each; a customer another run is repairing waits for it).
 
 **Report.** `$LABEL_BACKFILL_REPORT_DIR/conversation_labels_drift_check/`, named after the run id, JSON and
 markdown: drifted customers first, per day `pg_eligible`, `ch_rows`, `duplicates`, `missing`, `extra`,
@@ -186,28 +187,32 @@ def conversation_labels_drift_check() -> None:
 
     @task(trigger_rule="all_done")
     def plan_repairs(results: list[dict]) -> list[dict]:
-        """TriggerDagRunOperator kwargs, one per drifted range; the why goes to XCom ``note`` for the report.
+        """The night's drifted ranges handed to ONE fleet run (its TriggerDagRunOperator kwargs: a list of
+        one, or none); the ranges (XCom ``ranges``) and the why (``note``) go to the report.
 
         ``all_done``: a customer whose check failed must not stop the others' repairs (Airflow hands over the
-        results that exist)."""
+        results that exist). A customer a backfill is already repairing is not skipped: its fleet run waits
+        for that customer's lease."""
         ctx = get_current_context()
         params, ti = with_defaults(ctx["params"], DRIFT_DEFAULTS), ctx["ti"]
-        repairs: list[dict] = []
+        handover: list[dict] = []
+        ranges: list[dict] = []
         if not params["auto_repair"]:
             note = "auto_repair is off: nothing triggered."
         else:
             repairs = drift.plan_repairs(list(results or []), params["max_repair_days"], ctx["run_id"])
-            busy = ti.get_dr_count(dag_id=lb_settings.BACKFILL_DAG_ID, states=["queued", "running"])
-            if busy and repairs:
+            if repairs:
+                kwargs, ranges = drift.fleet_handover(repairs, ctx["run_id"])
+                handover = [kwargs]
                 note = (
-                    f"{busy} {lb_settings.BACKFILL_DAG_ID} run(s) queued or running: nothing triggered tonight "
-                    f"({len(repairs)} repair(s) left for the next check)."
+                    f"{len(ranges)} range(s) handed to {lb_settings.FLEET_DAG_ID} run {kwargs['trigger_run_id']} "
+                    f"(one {lb_settings.BACKFILL_DAG_ID} run each)."
                 )
-                repairs = []
             else:
-                note = f"{len(repairs)} {lb_settings.BACKFILL_DAG_ID} run(s) triggered."
+                note = "nothing to repair."
         ti.xcom_push(key="note", value=note)
-        return repairs
+        ti.xcom_push(key="ranges", value=ranges)
+        return handover
 
     @task(
         trigger_rule="all_done",
@@ -215,7 +220,7 @@ def conversation_labels_drift_check() -> None:
         outlets=[DRIFT_REPORT],
         map_index_template="{{ drift_summary | default('') }}",
     )
-    def report(results: list[dict], repairs: list[dict]) -> dict:
+    def report(results: list[dict], handover: list[dict]) -> dict:
         """Always runs. Every listed customer gets a line (``not_checked`` when its task left no result);
         when nobody could be checked, the report says so and why. Named by the night's summary (drifted
         customers with their day ranges); its asset event's extra holds the same."""
@@ -236,7 +241,8 @@ def conversation_labels_drift_check() -> None:
         )
         found = [] if reason else drift.reconcile(list(listed), list(results or []))
         note = ti.xcom_pull(task_ids="plan_repairs", key="note") or "repairs were not planned."
-        document = drift.report_document(found, days, ctx["run_id"], list(repairs or []), note, reason)
+        repairs = ti.xcom_pull(task_ids="plan_repairs", key="ranges") or []
+        document = drift.report_document(found, days, ctx["run_id"], list(repairs), note, reason)
         markdown = drift.render_markdown(document)
         path = report_url(SETTINGS.report_dir, lb_settings.DRIFT_DAG_ID, ctx["run_id"])
         ctx["drift_summary"] = proof.drift_summary(document)  # type: ignore[typeddict-unknown-key]
@@ -270,7 +276,7 @@ def conversation_labels_drift_check() -> None:
     repairs = plan_repairs(results)
     trigger = TriggerDagRunOperator.partial(
         task_id="trigger_repairs",
-        trigger_dag_id=lb_settings.BACKFILL_DAG_ID,
+        trigger_dag_id=lb_settings.FLEET_DAG_ID,
         skip_when_already_exists=True,
         wait_for_completion=False,
         retries=0,

@@ -721,7 +721,8 @@ def verify(
     """
     if not plan_dict or not found:
         stopped = next(
-            (t for t in ("validate", "claim_customer", "preflight") if states.get(t) != "success"), "preflight"
+            (t for t in ("validate", "claim_customer", "preflight") if states.get(t) != "success"),
+            "preflight",
         )
         why = (refused or {}).get(stopped)
         publish(label("nothing deleted", f"{stopped} did not succeed"), None)

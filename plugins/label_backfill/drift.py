@@ -31,7 +31,7 @@ from label_backfill.params import (
     MAX_REPAIR_DAYS,
     with_defaults,
 )
-from label_backfill.settings import BACKFILL_DAG_ID, DRIFT_DAG_ID
+from label_backfill.settings import BACKFILL_DAG_ID, DRIFT_DAG_ID, FLEET_DAG_ID
 from label_backfill.sides import Sides
 
 log = logging.getLogger(__name__)
@@ -263,6 +263,18 @@ def plan_repairs(results: list[dict[str, Any]], max_repair_days: int, night: str
     return repairs
 
 
+def fleet_handover(repairs: list[dict[str, Any]], night: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The night's repairs as ONE fleet run (``conversation_labels_fleet_backfill``): its
+    ``TriggerDagRunOperator`` kwargs (a deterministic run id: a rerun of the night triggers nothing twice),
+    and the repairs with the backfill run id the fleet will give each (for the report)."""
+    from label_backfill import fleet
+
+    run_id = re.sub(r"[^A-Za-z0-9_.~:+-]", "_", f"drift_repair__{night}")[:250]
+    ranges = [r["conf"] for r in repairs]
+    kwargs = {"trigger_run_id": run_id, "conf": {"repairs": ranges, "dry_run": False}}
+    return kwargs, [{"trigger_run_id": fleet.child_run_id(run_id, c), "conf": c} for c in ranges]
+
+
 def problems(results: list[dict[str, Any]], days: DayRange | None = None, not_checked: str = "") -> list[str]:
     """One line per customer that drifted or could not be checked, one when every checked customer has no
     data, or a single line when nobody was checked (empty on a good night: the run is green)."""
@@ -327,7 +339,12 @@ def report_document(
             }
             for r in sorted(results, key=_order)
         ],
-        "repairs": {"note": repair_note, "triggered": repairs, "backfill_dag_id": BACKFILL_DAG_ID},
+        "repairs": {
+            "note": repair_note,
+            "triggered": repairs,
+            "backfill_dag_id": BACKFILL_DAG_ID,
+            "fleet_dag_id": FLEET_DAG_ID,
+        },
     }
 
 

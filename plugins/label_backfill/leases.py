@@ -113,7 +113,9 @@ class CustomerLeases:
                         holder.describe(),
                     )
                     return None
-        raise RuntimeError(f"customer {customer}: the lease changed hands {_ATTEMPTS} times while claiming it")
+        raise RuntimeError(
+            f"customer {customer}: the lease changed hands {_ATTEMPTS} times while claiming it"
+        )
 
     def hold(self, customer: str, dag_id: str, run_id: str, finished: RunFinished) -> None:
         """Claim without waiting: ``LeaseHeld`` naming the other run when it holds the customer."""
@@ -163,6 +165,8 @@ def run_finished(ti: Any) -> RunFinished:
     def finished(dag_id: str, run_id: str) -> bool:
         if not ti.get_dr_count(dag_id=dag_id, run_ids=[run_id]):
             return True  # deleted: nobody will release it
-        return str(getattr(state := ti.get_dagrun_state(dag_id, run_id), "value", state)) in FINISHED_RUN_STATES
+        return (
+            str(getattr(state := ti.get_dagrun_state(dag_id, run_id), "value", state)) in FINISHED_RUN_STATES
+        )
 
     return finished

@@ -4,6 +4,8 @@
 - ``ClickHouseMutationSensor`` waits for them on every replica (reschedule mode, or deferrable).
 - ``CustomerLeaseSensor`` claims the run's customer (one run at a time per customer); ``hold_customer``
   checks it is still held before a delete or a rewrite.
+- ``CustomerRepairOperator`` is the fleet's repair of one customer: it triggers that customer's backfill run
+  and waits for it.
 - ``DeleteApprovalOperator`` asks a person to approve the delete (Airflow's human-in-the-loop), when the run
   asks for it.
 - ``DayRewriteOperator`` is the base of the day runners, which rewrite one UTC day: each first waits for
@@ -22,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, TaskDeferred
 
@@ -529,3 +532,83 @@ def hold_customer(context: Any) -> None:
         )
     except LeaseHeld as err:
         raise AirflowFailException(f"{err}: this run must not delete or rewrite it now") from None
+
+
+class CustomerRepairOperator(TriggerDagRunOperator):
+    """The fleet's repair of one customer-range: trigger its ``conversation_labels_backfill`` run and wait
+    (deferred: no worker slot) until it ends; fail when it fails.
+
+    At most ``max_parallel_customers`` repairs of the fleet run work at once, in map-index order (the same
+    race-free turn as the days', ``DayRewriteOperator.wait_for_turn``). A rerun (Clear) finds the same
+    backfill run (deterministic run id): adopted when it succeeded since (a day cleared and rerun in it),
+    waited for when it still runs, reset (rerun whole, from its validate) when it failed.
+
+    :param customer: the customer (the task's name in the grid).
+    :param max_parallel_customers: the fleet run's param.
+    """
+
+    template_fields: Sequence[str] = (*TriggerDagRunOperator.template_fields, "customer")
+
+    def __init__(self, *, customer: str, max_parallel_customers: int = 4, **kwargs: Any) -> None:
+        kwargs.setdefault("wait_for_completion", True)
+        kwargs.setdefault("deferrable", True)
+        kwargs.setdefault("reset_dag_run", True)
+        kwargs.setdefault("openlineage_inject_parent_info", False)  # the backfill refuses unknown conf keys
+        super().__init__(**kwargs)
+        self.customer = customer
+        self.max_parallel_customers = int(max_parallel_customers)
+
+    def execute(self, context: Any) -> Any:
+        wait_for_turn(context, self.max_parallel_customers, "repair")
+        ti, run_id = context["ti"], str(self.trigger_run_id)
+        if ti.get_dr_count(dag_id=self.trigger_dag_id, run_ids=[run_id]):
+            state = str(getattr(s := ti.get_dagrun_state(self.trigger_dag_id, run_id), "value", s))
+            if state == "success":
+                self.log.info("%s: backfill run %s already succeeded: adopted", self.customer, run_id)
+                ti.xcom_push(key="trigger_run_id", value=run_id)
+                return None
+            if state in ("queued", "running"):
+                self.log.info("%s: backfill run %s is %s: waiting for it", self.customer, run_id, state)
+                ti.xcom_push(key="trigger_run_id", value=run_id)
+                from airflow.providers.standard.triggers.external_task import DagStateTrigger
+
+                raise TaskDeferred(
+                    trigger=DagStateTrigger(
+                        dag_id=self.trigger_dag_id,
+                        states=[*self.allowed_states, *self.failed_states],
+                        execution_dates=None,
+                        run_ids=[run_id],
+                        poll_interval=self.poke_interval,
+                    ),
+                    method_name="execute_complete",
+                )
+            self.log.info("%s: backfill run %s is %s: running it again", self.customer, run_id, state)
+        return super().execute(context)
+
+
+def wait_for_turn(context: Any, limit: int, what: str) -> None:
+    """Reschedule this mapped task while ``limit`` or more of the instances before it are unfinished.
+
+    Race-free for the reasons ``DayRewriteOperator.wait_for_turn`` gives (the earliest unfinished one always
+    passes; the latest at work counted all the others)."""
+    ti = context["ti"]
+    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id]).get(
+        ti.run_id, {}
+    )
+    ahead = days_ahead(states, ti.task_id, ti.map_index)
+    if len(ahead) < limit:
+        return
+    log.info(
+        "%s earlier %s(s) not finished, limit %s: waiting (map indexes %s)",
+        len(ahead),
+        what,
+        limit,
+        sorted(ahead),
+    )
+    soon = any(state in STARTING_STATES for state in ahead.values())
+    delay = (
+        _RESCHEDULE_SOON_SECONDS
+        if soon
+        else min(_RESCHEDULE_SECONDS + len(ahead) - limit, _RESCHEDULE_MAX_SECONDS)
+    )
+    raise AirflowRescheduleException(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))

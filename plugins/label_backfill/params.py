@@ -82,6 +82,12 @@ LOOKBACK_DAYS = Bounds(1, 90)
 MAX_REPAIR_DAYS = Bounds(1, MAX_DAYS_DEFAULT)
 DRIFT_SAMPLE_SIZE = Bounds(0, 200)
 
+# conversation_labels_fleet_backfill: one mapped plan and repair task per customer-range, under Airflow's
+# max_map_length (1024, core.max_map_length) with room for the run's other tasks
+MAX_FLEET_REPAIRS = 1000
+MAX_PARALLEL_CUSTOMERS_LIMIT = 32
+MAX_PARALLEL_CUSTOMERS = Bounds(1, MAX_PARALLEL_CUSTOMERS_LIMIT)
+
 # What an absent or emptied (null) param means.
 BACKFILL_DEFAULTS: Mapping[str, Any] = {
     "dry_run": False,
@@ -91,6 +97,18 @@ BACKFILL_DEFAULTS: Mapping[str, Any] = {
     "max_delete_ratio": 2.0,
     "sample_size": 20,
     "require_approval": REQUIRE_APPROVAL_DEFAULT,
+}
+# The fleet hands these to every customer's backfill run (their meaning is the backfill's).
+FLEET_CHILD_KEYS = ("max_days", "allow_empty_source", "max_delete_ratio", "max_parallel_days", "sample_size")
+FLEET_DEFAULTS: Mapping[str, Any] = {
+    "customers": [],
+    "all_customers": False,
+    "repairs": [],
+    "start_date": None,
+    "end_date": None,
+    "dry_run": True,  # a fleet repair is big: the plan comes first, the repair is a deliberate second trigger
+    "max_parallel_customers": 4,
+    **{k: BACKFILL_DEFAULTS[k] for k in FLEET_CHILD_KEYS},
 }
 DRIFT_DEFAULTS: Mapping[str, Any] = {
     "customers": [],

@@ -82,7 +82,9 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         )
     lease_wait = int(env.get("LABEL_BACKFILL_LEASE_WAIT_SECONDS", "21600"))
     if lease_wait < 0:
-        raise ValueError(f"LABEL_BACKFILL_LEASE_WAIT_SECONDS must be 0 (refuse at once) or more, not {lease_wait}")
+        raise ValueError(
+            f"LABEL_BACKFILL_LEASE_WAIT_SECONDS must be 0 (refuse at once) or more, not {lease_wait}"
+        )
     lease_poke = int(env.get("LABEL_BACKFILL_LEASE_POKE_SECONDS", "30"))
     if lease_poke < 1:
         raise ValueError(f"LABEL_BACKFILL_LEASE_POKE_SECONDS must be at least 1, not {lease_poke}")

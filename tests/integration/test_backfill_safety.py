@@ -282,6 +282,8 @@ def test_when_postgres_dies_after_the_delete_verify_reports_what_clickhouse_hold
     calls = {"n": 0}
 
     def dying(*args, **kwargs):  # validate and preflight reach Postgres; from verify on it is gone
+        if (args or [kwargs.get("conn_id")])[0] == "label_backfill_state":
+            return real(*args, **kwargs)  # the lease store is another database
         calls["n"] += 1
         if calls["n"] > 2:
             raise psycopg.OperationalError("connection to server failed: Connection refused")

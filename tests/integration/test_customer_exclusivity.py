@@ -111,7 +111,9 @@ def test_a_lease_left_by_a_finished_run_is_taken_over(incident, holder, ch, pg, 
 
     monkeypatch.setenv("LABEL_BACKFILL_LEASE_WAIT_SECONDS", "0")
     session = settings.Session()
-    session.query(DagRun).filter(DagRun.run_id == holder).update({"state": "failed"})  # marked failed in the UI
+    session.query(DagRun).filter(DagRun.run_id == holder).update(
+        {"state": "failed"}
+    )  # marked failed in the UI
     session.commit()
     run, states = run_dag(DAG_ID, conf())
     assert str(run.state) == "success", states

@@ -144,7 +144,7 @@ def test_a_missing_database_is_reported_without_hiding_the_others(
     assert f"label drift: {problem} (report {report_path(reports_dir, run)})" in out
 
 
-def test_auto_repair_triggers_backfills_that_make_the_next_night_clean(
+def test_auto_repair_hands_the_night_to_one_fleet_run_whose_repairs_make_the_next_night_clean(
     incident, pg, ch, airflow_db, reports_dir
 ):
     from airflow.models.dagrun import DagRun
@@ -159,19 +159,25 @@ def test_auto_repair_triggers_backfills_that_make_the_next_night_clean(
         {"customer": "alaska-air", "start_date": "2026-02-01", "end_date": "2026-02-14"}
     ]
     assert states["trigger_repairs"] == ["success"]
+    assert report["repairs"]["fleet_dag_id"] == "conversation_labels_fleet_backfill"
     with create_session() as session:
         queued = (
             session.query(DagRun)
             .filter(
-                DagRun.dag_id == "conversation_labels_backfill",
-                DagRun.run_id == triggered[0]["trigger_run_id"],
+                DagRun.dag_id == "conversation_labels_fleet_backfill",
+                DagRun.run_id.like("drift_repair__%"),
             )
-            .one()
+            .order_by(DagRun.id.desc())
+            .first()
         )
-        conf = dict(queued.conf)
-    assert conf == triggered[0]["conf"]
+        fleet_conf = dict(queued.conf)
+    assert fleet_conf == {"repairs": [t["conf"] for t in triggered], "dry_run": False}
+    assert triggered[0]["trigger_run_id"].startswith(
+        f"fleet__alaska-air__2026-02-01__2026-02-14__{queued.run_id}"
+    )
 
-    repaired, _ = run_dag("conversation_labels_backfill", conf)  # what the scheduler would run
+    # what the fleet run's repair would run (its children need a scheduler: tests/scheduler covers that path)
+    repaired, _ = run_dag("conversation_labels_backfill", triggered[0]["conf"])
     assert str(repaired.state) == "success"
     run, states = run_check(customers=["alaska-air"])
     assert str(run.state) == "success" and read_report(reports_dir, run)["ok"] is True
@@ -258,7 +264,7 @@ def test_a_malformed_profile_does_not_stop_the_others_checks_or_repairs(
     out = alert_text(capfd)
     assert str(run.state) == "failed", states
     assert states["check_customer"] == ["failed"] * 4  # three drifted, one invalid: none is equal
-    assert states["plan_repairs"] == ["success"] and states["trigger_repairs"] == ["success"] * 3
+    assert states["plan_repairs"] == ["success"] and states["trigger_repairs"] == ["success"]  # one fleet run
     report = read_report(reports_dir, run)
     statuses = {c["customer"]: c["status"] for c in report["customers"]}
     assert statuses == {
@@ -308,7 +314,7 @@ def test_a_crashed_customer_task_is_reported_not_checked_and_the_others_repaired
     statuses = {c["customer"]: c["status"] for c in report["customers"]}
     assert statuses == {"alaska-air": "drift", "horizon-air": "not_checked", "sun-country": "drift"}
     assert {t["conf"]["customer"] for t in report["repairs"]["triggered"]} == {"alaska-air", "sun-country"}
-    assert states["trigger_repairs"] == ["success"] * 2
+    assert states["trigger_repairs"] == ["success"]  # one fleet run for both
     problem = next(p for p in report["problems"] if p.startswith("horizon-air"))
     assert problem.startswith("horizon-air: not_checked (check_customer [1] left no result")
     assert f"{problem}" in out

@@ -259,7 +259,11 @@ class Stack:
         os_users = dict.fromkeys([owner, programs.user.pw_name if programs.user else owner])
         text = (
             "# label-backfill embedded stack: the OS users allowed to log in, and as which roles\n"
-            + "".join(f"stack {user} {role}\n" for user in os_users for role in (POSTGRES_ROLE, READER_ROLE, STATE_ROLE))
+            + "".join(
+                f"stack {user} {role}\n"
+                for user in os_users
+                for role in (POSTGRES_ROLE, READER_ROLE, STATE_ROLE)
+            )
         )
         ident = self.pgdata / "pg_ident.conf"
         if ident.exists() and ident.read_text() == text:
