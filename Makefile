@@ -9,7 +9,7 @@ PIP_LOCKED := $(BIN)/python -m pip install --quiet --require-hashes --only-binar
 # `python3 -m venv` needs ensurepip, which Debian ships apart from python3 (package python3-venv).
 VENV_APT := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv
 
-.PHONY: setup check-locks venv tools lock compose-env pin-images test test-package test-ui test-unit test-integration lint demo bench airflow clean stack-down
+.PHONY: setup check-locks venv tools lock compose-env pin-images test test-package test-ui test-unit test-integration lint demo demo-fleet bench airflow clean stack-down
 
 setup: check-locks $(STAMP)
 
@@ -66,6 +66,10 @@ test-integration: setup
 
 demo: setup
 	bash scripts/demo.sh
+
+# One fleet repair of the three demo customers under the real scheduler (Airflow started and stopped here).
+demo-fleet: setup
+	bash scripts/demo-fleet.sh
 
 # Browser test: Debian's chromium driven by Playwright (no browser download); CI runs it after make test.
 # chromium, -common, -driver and -sandbox pinned to this version (scripts/ensure-chromium.sh installs it as

@@ -240,10 +240,12 @@ def conversation_labels_backfill() -> None:
             raise AirflowFailException(str(err)) from None
 
     @task
-    def release_customer(plan_dict: dict) -> None:
+    def release_customer() -> None:
         """Teardown of ``claim_customer``: give the customer back, whatever happened in between."""
         ti = get_current_context()["ti"]
-        state_leases().release(plan_dict["customer"], ti.dag_id, ti.run_id)
+        plan_dict = ti.xcom_pull(task_ids="validate")
+        if plan_dict and not plan_dict["dry_run"]:
+            state_leases().release(plan_dict["customer"], ti.dag_id, ti.run_id)
 
     @task.short_circuit
     def repair_requested(plan_dict: dict) -> bool:
@@ -292,8 +294,6 @@ def conversation_labels_backfill() -> None:
     plan = validate()
     claim = CustomerLeaseSensor(
         task_id="claim_customer",
-        customer=plan["customer"],
-        dry_run=plan["dry_run"],
         lease_wait=SETTINGS.lease_wait_seconds,
         poke_interval=SETTINGS.lease_poke_seconds,
         retries=0,
@@ -342,9 +342,10 @@ def conversation_labels_backfill() -> None:
         **runner_kwargs,
     ).expand_kwargs(plan_days(plan))
     checked = verify()
+    plan >> claim  # runs whatever validate did (all_done): without a plan it passes and verify reports why
     chain(claim, found, go, approve, delete, wait, days, checked)
     # the lease spans every task that deletes or rewrites; clearing one of them clears the claim and the release
-    checked >> release_customer(plan).as_teardown(setups=claim)
+    checked >> release_customer().as_teardown(setups=claim)
 
 
 conversation_labels_backfill()

@@ -474,40 +474,42 @@ class CustomerLeaseSensor(BaseSensorOperator):
 
     The DAG makes it the setup of every task that deletes or rewrites (its teardown releases the customer):
     clearing a failed day clears it too, so a rerun claims the customer again before the day is rewritten.
-    A dry run changes nothing and takes no lease.
+    A dry run changes nothing and takes no lease. It runs whatever ``validate`` did (``all_done``): without a
+    plan there is nothing to claim and it passes, so ``verify`` still reports (and alerts) the refusal.
 
-    :param customer: the customer id (validate's plan).
-    :param dry_run: the run's dry run flag: no lease needed.
+    :param plan_task_id: the task whose XCom is the run's plan (``customer``, ``dry_run``).
     :param lease_wait: seconds to wait for the holder; 0 refuses at once.
     """
-
-    template_fields: Sequence[str] = ("customer", "dry_run")
 
     def __init__(
         self,
         *,
-        customer: str,
-        dry_run: bool | str,
         lease_wait: int,
+        plan_task_id: str = "validate",
         state_conn_id: str = STATE_CONN_ID,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("mode", "reschedule")
+        kwargs.setdefault("trigger_rule", "all_done")
         # the sensor's own timeout only backs up poke()'s, which names the holder
         kwargs.setdefault("timeout", lease_wait + 10 * kwargs.get("poke_interval", 60))
         super().__init__(**kwargs)
-        self.customer, self.dry_run, self.lease_wait = customer, dry_run, lease_wait
-        self.state_conn_id = state_conn_id
+        self.lease_wait, self.plan_task_id, self.state_conn_id = lease_wait, plan_task_id, state_conn_id
 
     def poke(self, context: Any) -> bool:
-        if self.dry_run in (True, "True", "true"):
+        ti = context["ti"]
+        plan = ti.xcom_pull(task_ids=self.plan_task_id)
+        if not plan:
+            self.log.info("%s did not succeed: no customer to claim (verify reports why)", self.plan_task_id)
+            return True
+        if plan.get("dry_run"):
             self.log.info("dry run: nothing is deleted or rewritten, no lease is taken")
             return True
-        ti = context["ti"]
-        holder = state_leases(self.state_conn_id).claim(self.customer, ti.dag_id, ti.run_id, run_finished(ti))
+        customer = plan["customer"]
+        holder = state_leases(self.state_conn_id).claim(customer, ti.dag_id, ti.run_id, run_finished(ti))
         if holder is None:
             return True
-        busy = LeaseHeld(self.customer, holder)
+        busy = LeaseHeld(customer, holder)
         started = ti.get_first_reschedule_date(context) or ti.start_date or dt.datetime.now(dt.UTC)
         waited = (dt.datetime.now(dt.UTC) - started).total_seconds()
         if waited >= self.lease_wait:
@@ -515,7 +517,7 @@ class CustomerLeaseSensor(BaseSensorOperator):
                 f"{busy}: refused after waiting {waited:.0f} s (LABEL_BACKFILL_LEASE_WAIT_SECONDS="
                 f"{self.lease_wait}); nothing was read or deleted. Trigger this run again once that run ended."
             )
-            ti.xcom_push(key="refused", value=why)  # verify's message and the alert name the other run
+            ti.xcom_push(key="refused", value=why)
             raise AirflowFailException(why)
         self.log.info("%s: waiting (%.0f of %s s)", busy, waited, self.lease_wait)
         return False

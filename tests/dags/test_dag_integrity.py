@@ -12,6 +12,7 @@ from tests.helpers import REPO, load_dag
 pytestmark = pytest.mark.dag
 
 BACKFILL, DRIFT = "conversation_labels_backfill", "conversation_labels_drift_check"
+FLEET = "conversation_labels_fleet_backfill"
 
 
 @pytest.fixture
@@ -33,13 +34,13 @@ def test_dags_import_without_errors_or_io(no_network, monkeypatch, runner):
     monkeypatch.setenv("LABEL_BACKFILL_JOB_RUNNER", runner)
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {BACKFILL, DRIFT}
+    assert set(bag.dag_ids) == {BACKFILL, DRIFT, FLEET}
     label_day = bag.dags[BACKFILL].get_task("label_day")
     expected = "LabelDayLocalOperator" if runner == "local" else "LabelDayKubernetesOperator"
     assert label_day.operator_name == expected
 
 
-@pytest.mark.parametrize("dag_id", [BACKFILL, DRIFT])
+@pytest.mark.parametrize("dag_id", [BACKFILL, DRIFT, FLEET])
 def test_every_task_has_retries_and_a_timeout(dag_id):
     dag = load_dag(dag_id)
     for task in dag.tasks:
@@ -179,5 +180,6 @@ def test_alert_settings_attach_the_notifier_without_io_at_parse(no_network, monk
             if any(isinstance(c, LabelAlertNotifier) for c in (t.on_failure_callback or []))
         }
 
-    assert alerting(BACKFILL) == {"verify"}
+    assert alerting(BACKFILL) == {"verify", "claim_customer"}  # a failed claim stops verify: it alerts itself
     assert alerting(DRIFT) == {"report", "alert"}
+    assert alerting("conversation_labels_fleet_backfill") == {"fleet_verdict"}
