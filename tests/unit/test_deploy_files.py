@@ -347,6 +347,7 @@ def connection_problems(data: dict[str, Any]) -> list[str]:
     services = data["services"]
     expected = {
         "AIRFLOW_CONN_" + label_settings.POSTGRES_CONN_ID.upper(): "postgres",
+        "AIRFLOW_CONN_" + label_settings.STATE_CONN_ID.upper(): "postgres",
         "AIRFLOW_CONN_" + label_settings.CLICKHOUSE_CONN_ID.upper(): "clickhouse",
         "AIRFLOW_CONN_" + label_settings.KUBERNETES_CONN_ID.upper(): "kubernetes",
     }

@@ -1,6 +1,7 @@
 """Print the grants the package needs: ``python -m label_backfill.sql grants --database DB --user USER
 [--cluster] [--local-runner]`` (ClickHouse, per customer database) or ``readonly-role --role ROLE
---database DB`` (Postgres)."""
+--database DB`` (Postgres); ``state-table`` prints the lease table of the state database (connection
+``label_backfill_state``), for a role that may not create it itself."""
 
 from __future__ import annotations
 
@@ -21,7 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     role = commands.add_parser("readonly-role", help="Postgres: the DAGs' read-only role")
     role.add_argument("--role", required=True)
     role.add_argument("--database", required=True)
+    commands.add_parser("state-table", help="Postgres: the state database's lease table (label_backfill_state)")
     args = parser.parse_args(argv)
+    if args.command == "state-table":
+        print(sql.state("leases"), end="")
+        return 0
     if args.command == "grants":
         found = sql.clickhouse_grants(
             args.database, args.user, cluster=args.cluster, local_runner=args.local_runner
