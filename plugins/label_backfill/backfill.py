@@ -293,8 +293,13 @@ def day_job_kwargs(plan: BackfillPlan) -> list[dict[str, Any]]:
     ]
 
 
-def snapshot(plan: BackfillPlan, postgres: PostgresSide, clickhouse: ClickHouseSide) -> Comparison:
-    return compare(postgres, clickhouse, plan.customer, plan.days, sample_size=plan.sample_size)
+def snapshot(
+    plan: BackfillPlan, postgres: PostgresSide, clickhouse: ClickHouseSide, *, one_pass: bool = False
+) -> Comparison:
+    """The range compared with Postgres (``one_pass``: the "before" of a repair, where most days drifted)."""
+    return compare(
+        postgres, clickhouse, plan.customer, plan.days, sample_size=plan.sample_size, one_pass=one_pass
+    )
 
 
 @dataclass
@@ -321,7 +326,7 @@ def run_preflight(
     plan: BackfillPlan, postgres: PostgresSide, clickhouse: ClickHouseSide, today: dt.date
 ) -> Preflight:
     """The before comparison, the conversations crossing the range's edge, and the guard's findings."""
-    before = snapshot(plan, postgres, clickhouse)
+    before = snapshot(plan, postgres, clickhouse, one_pass=True)
     boundary = find_boundary(plan, postgres, clickhouse, before)
     checked, skipped = neighbour_days(plan, today)
     found = clickhouse.table.day_fingerprints(plan.customer, checked, boundary.delete_ids)
