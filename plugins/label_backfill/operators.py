@@ -6,7 +6,8 @@
   asks for it.
 - ``DayRewriteOperator`` is the base of the day runners, which rewrite one UTC day: each first waits for
   its turn (``max_parallel_days``) and deletes whatever an earlier attempt of the day left behind, so a
-  retried or cleared day ends exact. ``LabelDayKubernetesOperator`` runs the day as a Kubernetes Job; the
+  retried or cleared day ends exact. ``LabelDayKubernetesOperator`` runs the day as a Kubernetes Job (defined
+  in ``label_backfill.k8s_day``, loaded on first use: the Kubernetes client costs ~1 s of imports); the
   embedded stack's ``label_backfill.dev.local_runner.LabelDayLocalOperator`` runs the job in the worker.
 """
 
@@ -27,8 +28,6 @@ from label_backfill.approval import approval_request
 from label_backfill.backfill import day_job_env
 from label_backfill.clickhouse import LabelTable, MutationFailed, MutationState, check_mutations
 from label_backfill.hooks import clickhouse_client, postgres_side
-from label_backfill.k8s_job import day_labels, job_name_for_day
-from label_backfill.k8s_operator import CronJobJobOperator
 from label_backfill.naming import DayRange, parse_day
 from label_backfill.proof import approval_decision, decision_label, decision_text, label
 from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID
@@ -326,66 +325,6 @@ class DayRewriteOperator(BaseOperator):
             raise AirflowFailException(str(err)) from err
 
 
-class LabelDayKubernetesOperator(DayRewriteOperator, CronJobJobOperator):
-    """Rewrite one day as a Kubernetes Job created from the live CronJob's ``jobTemplate``.
-
-    Every attempt, in this order: wait for a turn; stop the day's Job left by an earlier try (a worker
-    that died leaves its pod running) and wait until the Job and all its pods are gone; only then delete
-    what is left of the day in ClickHouse; then create the new Job. So no pod of an earlier try can write
-    after the delete. If the earlier pods do not go away within ``replace_timeout``, the attempt fails
-    naming them and ClickHouse is not touched. A deferred attempt resumes in ``execute_complete``, which
-    only reads the Job's outcome and logs.
-
-    The Job's name (``label-<customer>-<day>``), labels (DAG, run, customer, day) and env (the job's three
-    variables) are derived from the customer, the day and the task's context when the attempt runs; they
-    are not arguments. The other arguments are :class:`CronJobJobOperator`'s, i.e. deployment settings
-    (CronJob, container, namespace, connection, ``deferrable``, ``job_poll_interval``).
-
-    :param ttl_seconds_after_finished: the Job is deleted this long after it finished (its logs were read
-        by then; the CronJob's history limits do not apply, it has no owner reference).
-    :param backoff_limit: 0: the job controller must never re-run a day's pod. A re-run would write the
-        day again without the delete before it (duplicates); Airflow's retry of the task deletes first.
-    """
-
-    template_fields: Sequence[str] = (*CronJobJobOperator.template_fields, "day")
-    _DERIVED = ("job_name", "job_env", "job_labels")
-
-    def __init__(
-        self,
-        *,
-        ttl_seconds_after_finished: int | None = 3600,
-        backoff_limit: int | None = 0,
-        **kwargs: Any,
-    ) -> None:
-        if given := [k for k in self._DERIVED if k in kwargs]:
-            raise ValueError(
-                f"{type(self).__name__} derives {', '.join(given)} from the customer, the day and the run"
-            )
-        super().__init__(
-            job_name="",  # set per attempt by _derive_job
-            ttl_seconds_after_finished=ttl_seconds_after_finished,
-            backoff_limit=backoff_limit,
-            **kwargs,
-        )
-
-    def _derive_job(self, context: Any) -> None:
-        day = parse_day(self.day, "day")
-        self.job_name = job_name_for_day(self.customer, day)
-        self.job_env = self.day_job_env()
-        self.job_labels = day_labels(context["ti"].dag_id, context["run_id"], self.customer, day)
-
-    def build_job_request_obj(self, context: Any = None) -> Any:
-        self._derive_job(context)
-        return super().build_job_request_obj(context)
-
-    def execute(self, context: Any) -> Any:
-        self.wait_for_turn(context)
-        self._derive_job(context)
-        self.stop_earlier_job()
-        self.clear_day_before_write()
-        return self.run_job(context)
-
-
 # Airflow 3.3.2 with the LocalExecutor: an answer recorded before the scheduler has processed the executor's
 # event for the process that parked the task (seen here up to ~6 s after the task showed "awaiting input")
 # finds the task queued again, and the scheduler marks it failed ("finished with state success, but the task
@@ -479,3 +418,12 @@ class DeleteApprovalOperator(ApprovalOperator):
         self._decide(context, decision)
         # Reject: skips delete_range (its direct downstream), which skips every task that writes
         return super().execute_complete(context=context, event=event)
+
+
+def __getattr__(name: str) -> Any:
+    """``LabelDayKubernetesOperator`` is imported from here as before, loaded only when asked for."""
+    if name == "LabelDayKubernetesOperator":
+        from label_backfill.k8s_day import LabelDayKubernetesOperator
+
+        return LabelDayKubernetesOperator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
