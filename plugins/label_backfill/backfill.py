@@ -241,11 +241,9 @@ def find_boundary(
                 outside_rows[cid] = {d for d in found if outside(d)}
     moved_out: dict[str, str] = {}
     for batch in _batches(before.drift_ids.get("extra", set()) | straddling):
-        for cid, truth in postgres.labels(plan.customer, batch).items():
-            day = _day_of(truth["conversation_start_time"])
-            if truth["eligible"] and outside(day):
-                moved_out[cid] = day
-                outside_rows.pop(cid, None)
+        for cid, day in postgres.eligible_outside(plan.customer, batch, days).items():
+            moved_out[cid] = day.isoformat()
+            outside_rows.pop(cid, None)
     delete_ids = sorted(outside_rows)
     if delete_ids or moved_out:
         log.info(

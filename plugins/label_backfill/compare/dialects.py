@@ -151,8 +151,20 @@ class PostgresSide:
             return cur.fetch_arrow_table()
 
     def usecases(self, customer: str, days: DayRange) -> dict[str, int]:
-        params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
-        return dict(self._fetch(sql.postgres("usecase_distribution"), params))
+        """Conversations per usecase, on its own connection (so it can run beside the day summaries)."""
+        found = self._arrow("usecase_distribution", customer, days).to_pydict()
+        return dict(zip(found["usecase_id"], found["conversations"], strict=True))
+
+    def eligible_outside(
+        self, customer: str, conversation_ids: Iterable[str], days: DayRange
+    ) -> dict[str, dt.date]:
+        """Of the listed conversations, the eligible ones that start outside ``days``, with their start day."""
+        params = {
+            "customer_id": validate_customer_id(customer),
+            "conversation_ids": list(conversation_ids),
+            **_bounds(days),
+        }
+        return dict(self._fetch(sql.postgres("eligible_outside"), params))
 
     def labels(self, customer: str, conversation_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         params = {"customer_id": validate_customer_id(customer), "conversation_ids": list(conversation_ids)}

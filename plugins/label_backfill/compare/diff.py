@@ -249,55 +249,59 @@ def compare(
 
         return locked
 
-    results: dict[dt.date, DayResult] = {}
-    drifted: list[dt.date] = []
-    pg_summary: dict[dt.date, DaySummary] = {}
-    ch_summary: dict[dt.date, DaySummary] = {}
-    if one_pass:
-        drifted = list(days.days)
-    else:
-        pg_summary, ch_summary = both_sides(postgres.day_summaries, clickhouse.day_summaries, customer, days)
-        for day in days.days:
-            pg, ch = pg_summary.get(day), ch_summary.get(day)
-            if day_is_clean(pg, ch):
-                n = pg.rows if pg else 0
-                results[day] = DayResult(date=day, pg_eligible=n, ch_rows=n, ch_distinct=n)
-            else:
-                drifted.append(day)
-    samples: dict[dt.date, dict[str, list[str]]] = {}
-    drift_ids: dict[str, set[str]] = {"missing": set(), "extra": set()}
-
-    def fetch(chunk: DayRange) -> tuple[pa.Table, pa.Table]:
-        return both_sides(
-            postgres.fingerprints_arrow, on_clickhouse(clickhouse.fingerprints_arrow), customer, chunk
-        )
-
-    with ThreadPoolExecutor(max_workers=1) as side_pool, ThreadPoolExecutor(FETCHES_AT_ONCE) as fetches:
+    # usecases on their own connection beside the rest; every ClickHouse call holds ch_lock
+    with ThreadPoolExecutor(max_workers=1) as side_pool:
         usecase_counts = side_pool.submit(
             lambda: (postgres.usecases(customer, days), on_clickhouse(clickhouse.usecases)(customer, days))
         )
-        chunks = _rounds(drifted)
-        for chunk, fetched in zip(chunks, fetches.map(fetch, chunks), strict=True):
-            rows = diff_rows(*fetched)
-            del fetched
-            for day in chunk.days:
-                result, ids = rows.get(day, (DayResult(date=day), {k: [] for k in KINDS}))
-                if result.rows_agree and not one_pass:
-                    # the aggregates said drift, the rows say none: one of the two is wrong; never clean
-                    result.inconsistent = True
-                    log.warning(
-                        "%s %s: summaries differ (postgres %s, clickhouse %s) but no row does",
-                        customer,
-                        day,
-                        pg_summary.get(day),
-                        ch_summary.get(day),
-                    )
-                results[day] = result
-                for kind, members in drift_ids.items():
-                    members.update(ids[kind])
-                if sample_size and not result.rows_agree:
-                    samples[day] = sample_ids(ids, sample_size)
-        pg_usecases, ch_usecases = usecase_counts.result()
+        results: dict[dt.date, DayResult] = {}
+        drifted: list[dt.date] = []
+        pg_summary: dict[dt.date, DaySummary] = {}
+        ch_summary: dict[dt.date, DaySummary] = {}
+        if one_pass:
+            drifted = list(days.days)
+        else:
+            pg_summary, ch_summary = both_sides(
+                postgres.day_summaries, on_clickhouse(clickhouse.day_summaries), customer, days
+            )
+            for day in days.days:
+                pg, ch = pg_summary.get(day), ch_summary.get(day)
+                if day_is_clean(pg, ch):
+                    n = pg.rows if pg else 0
+                    results[day] = DayResult(date=day, pg_eligible=n, ch_rows=n, ch_distinct=n)
+                else:
+                    drifted.append(day)
+        samples: dict[dt.date, dict[str, list[str]]] = {}
+        drift_ids: dict[str, set[str]] = {"missing": set(), "extra": set()}
+
+        def fetch(chunk: DayRange) -> tuple[pa.Table, pa.Table]:
+            return both_sides(
+                postgres.fingerprints_arrow, on_clickhouse(clickhouse.fingerprints_arrow), customer, chunk
+            )
+
+        with ThreadPoolExecutor(FETCHES_AT_ONCE) as fetches:
+            chunks = _rounds(drifted)
+            for chunk, fetched in zip(chunks, fetches.map(fetch, chunks), strict=True):
+                rows = diff_rows(*fetched)
+                del fetched
+                for day in chunk.days:
+                    result, ids = rows.get(day, (DayResult(date=day), {k: [] for k in KINDS}))
+                    if result.rows_agree and not one_pass:
+                        # the aggregates said drift, the rows say none: one of the two is wrong; never clean
+                        result.inconsistent = True
+                        log.warning(
+                            "%s %s: summaries differ (postgres %s, clickhouse %s) but no row does",
+                            customer,
+                            day,
+                            pg_summary.get(day),
+                            ch_summary.get(day),
+                        )
+                    results[day] = result
+                    for kind, members in drift_ids.items():
+                        members.update(ids[kind])
+                    if sample_size and not result.rows_agree:
+                        samples[day] = sample_ids(ids, sample_size)
+            pg_usecases, ch_usecases = usecase_counts.result()
     _attach_samples(postgres, clickhouse, customer, results, samples)
     usecases: dict[str, dict[str, int]] = defaultdict(dict)
     for side, counts in ((postgres, pg_usecases), (clickhouse, ch_usecases)):
