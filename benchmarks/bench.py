@@ -95,8 +95,14 @@ def mapped_span(env: dict[str, str], dag_id: str, task_id: str) -> dict[str, flo
         "FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = ?",
         (dag_id, run_id, task_id),
     ).fetchone()
+    (waits,) = db.execute(  # attempts sent back to wait (the day gate): each one is an Airflow attempt
+        "SELECT count(*) FROM task_reschedule r JOIN task_instance t ON t.id = r.ti_id "
+        "WHERE t.dag_id = ? AND t.run_id = ? AND t.task_id = ?",
+        (dag_id, run_id, task_id),
+    ).fetchone()
     return {
         "instances": n,
+        "reschedules": waits,
         "span_s": round(span or 0.0, 2),
         "per_instance_s": round((span or 0.0) / max(n, 1), 3),
     }
@@ -246,13 +252,16 @@ def main() -> int:
             print(f"|   task {task} | {secs} | | | |")
     print(
         "\n| per mapped day (first start to last end / instances) | s |\n|---|---|\n"
-        f"| label_day ({label_day['instances']} days, span {label_day['span_s']} s) | {label_day['per_instance_s']} |\n"
+        f"| label_day ({label_day['instances']} days, {label_day['reschedules']} reschedules, span "
+        f"{label_day['span_s']} s) | {label_day['per_instance_s']} |\n"
         f"| of which the job's own work (job alone / days) | {job_per_day:.3f} |\n"
         f"| label_day fixed cost | {day_fixed:.3f} |\n"
         f"| empty mapped task, Airflow alone ({empty['instances']}, span {empty['span_s']} s) | "
         f"{empty['per_instance_s']} |"
     )
     phases = dag["phases"]
+    empty_run = next(r for r in results if r["phase"].startswith("49 empty mapped tasks"))
+    empty_run_fixed = empty_run["seconds"] - empty["span_s"]
     drift_clean = next(r for r in results if r["phase"].startswith("drift check, clean"))
     goals = [
         ("DAG run / job alone < 4x (same run)", f"{ratio:.2f}x", ratio < 4),
@@ -264,8 +273,9 @@ def main() -> int:
             day_fixed < 2 * empty["per_instance_s"],
         ),
         (
-            "drift check whole run < 10 s (clean)",
-            f"{drift_clean['seconds']:.1f} s",
+            "drift check whole run < 10 s (clean); beside it Airflow's own cost of a run (the empty DAG's "
+            "run without its mapped tasks: process start, parsing, the execution API, one task)",
+            f"{drift_clean['seconds']:.1f} s; Airflow alone {empty_run_fixed:.1f} s",
             drift_clean["seconds"] < 10,
         ),
         (
@@ -292,6 +302,7 @@ def main() -> int:
         "rows": eligible,
         "label_day_fixed_s": round(day_fixed, 3),
         "empty_mapped_task_s": empty["per_instance_s"],
+        "airflow_dags_test_fixed_s": round(empty_run_fixed, 2),
         "goals": [{"goal": g, "measured": m, "met": ok} for g, m, ok in goals],
     }
     path.write_text(json.dumps(document, indent=2))
