@@ -53,7 +53,6 @@ from label_backfill.operators import (
     ClickHouseMutationSensor,
     CustomerLeaseSensor,
     DeleteApprovalOperator,
-    LabelDayKubernetesOperator,
     hold_customer,
 )
 from label_backfill.params import (
@@ -115,6 +114,8 @@ def _runner() -> tuple[type, dict]:
         from label_backfill.dev.local_runner import LabelDayLocalOperator
 
         return LabelDayLocalOperator, {**common, "write_table": SETTINGS.read_table}
+    from label_backfill.k8s_day import LabelDayKubernetesOperator  # the Kubernetes client: only when used
+
     return LabelDayKubernetesOperator, {
         **common,
         "cronjob_name": SETTINGS.cronjob,

@@ -241,11 +241,9 @@ def find_boundary(
                 outside_rows[cid] = {d for d in found if outside(d)}
     moved_out: dict[str, str] = {}
     for batch in _batches(before.drift_ids.get("extra", set()) | straddling):
-        for cid, truth in postgres.labels(plan.customer, batch).items():
-            day = _day_of(truth["conversation_start_time"])
-            if truth["eligible"] and outside(day):
-                moved_out[cid] = day
-                outside_rows.pop(cid, None)
+        for cid, day in postgres.eligible_outside(plan.customer, batch, days).items():
+            moved_out[cid] = day.isoformat()
+            outside_rows.pop(cid, None)
     delete_ids = sorted(outside_rows)
     if delete_ids or moved_out:
         log.info(
@@ -293,8 +291,13 @@ def day_job_kwargs(plan: BackfillPlan) -> list[dict[str, Any]]:
     ]
 
 
-def snapshot(plan: BackfillPlan, postgres: PostgresSide, clickhouse: ClickHouseSide) -> Comparison:
-    return compare(postgres, clickhouse, plan.customer, plan.days, sample_size=plan.sample_size)
+def snapshot(
+    plan: BackfillPlan, postgres: PostgresSide, clickhouse: ClickHouseSide, *, one_pass: bool = False
+) -> Comparison:
+    """The range compared with Postgres (``one_pass``: the "before" of a repair, where most days drifted)."""
+    return compare(
+        postgres, clickhouse, plan.customer, plan.days, sample_size=plan.sample_size, one_pass=one_pass
+    )
 
 
 @dataclass
@@ -321,7 +324,7 @@ def run_preflight(
     plan: BackfillPlan, postgres: PostgresSide, clickhouse: ClickHouseSide, today: dt.date
 ) -> Preflight:
     """The before comparison, the conversations crossing the range's edge, and the guard's findings."""
-    before = snapshot(plan, postgres, clickhouse)
+    before = snapshot(plan, postgres, clickhouse, one_pass=True)
     boundary = find_boundary(plan, postgres, clickhouse, before)
     checked, skipped = neighbour_days(plan, today)
     found = clickhouse.table.day_fingerprints(plan.customer, checked, boundary.delete_ids)

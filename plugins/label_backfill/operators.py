@@ -10,7 +10,8 @@
   asks for it.
 - ``DayRewriteOperator`` is the base of the day runners, which rewrite one UTC day: each first waits for
   its turn (``max_parallel_days``) and deletes whatever an earlier attempt of the day left behind, so a
-  retried or cleared day ends exact. ``LabelDayKubernetesOperator`` runs the day as a Kubernetes Job; the
+  retried or cleared day ends exact. ``LabelDayKubernetesOperator`` runs the day as a Kubernetes Job (defined
+  in ``label_backfill.k8s_day``, loaded on first use: the Kubernetes client costs ~1 s of imports); the
   embedded stack's ``label_backfill.dev.local_runner.LabelDayLocalOperator`` runs the job in the worker.
 """
 
@@ -32,8 +33,6 @@ from label_backfill.approval import approval_request
 from label_backfill.backfill import day_job_env
 from label_backfill.clickhouse import LabelTable, MutationFailed, MutationState, check_mutations
 from label_backfill.hooks import clickhouse_client, postgres_side
-from label_backfill.k8s_job import day_labels, job_name_for_day
-from label_backfill.k8s_operator import CronJobJobOperator
 from label_backfill.leases import LeaseHeld, run_finished, state_leases
 from label_backfill.naming import DayRange, parse_day
 from label_backfill.proof import approval_decision, decision_label, decision_text, label
@@ -64,6 +63,23 @@ def days_ahead(states: dict[str, Any], task_id: str, map_index: int | None) -> d
         if state not in FINISHED_STATES:
             ahead[i] = state
     return ahead
+
+
+def runs_one_task_at_a_time() -> bool:
+    """Whether this task runs inside ``dag.test()``'s in-process loop (``airflow dags test`` without
+    ``--use-executor``), which runs the run's tasks one after another in its own process: no other day of
+    the run can be at work beside this one. Anything else (any executor, the real scheduler) is False.
+
+    Why it matters: that loop tries the scheduled tasks in no particular order, so the day gate would send
+    most days back to wait (an Airflow attempt each, ~3 per day at 49 days) for a limit that cannot be
+    exceeded there.
+    """
+    try:  # Airflow 3.3 task SDK: dag.test() hands the task runner these in-process comms
+        from airflow.sdk.execution_time import task_runner
+        from airflow.sdk.execution_time.supervisor import InProcessSupervisorComms
+    except ImportError:
+        return False
+    return isinstance(getattr(task_runner, "SUPERVISOR_COMMS", None), InProcessSupervisorComms)
 
 
 class ClickHouseDeleteOperator(BaseOperator):
@@ -274,6 +290,8 @@ class DayRewriteOperator(BaseOperator):
         *cleared* while later days already work is unfinished again, comes back ahead of them and starts
         beside them, so the run may exceed the limit by the cleared days until those finish.
         """
+        if runs_one_task_at_a_time():
+            return  # nothing else of the run can be at work: the limit holds, and a wait would cost an attempt
         ti = context["ti"]
         states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id]).get(
             ti.run_id, {}
@@ -311,66 +329,6 @@ class DayRewriteOperator(BaseOperator):
             table.wait(table.delete_range(self.customer, day), timeout=self.mutation_timeout)
         except MutationFailed as err:
             raise AirflowFailException(str(err)) from err
-
-
-class LabelDayKubernetesOperator(DayRewriteOperator, CronJobJobOperator):
-    """Rewrite one day as a Kubernetes Job created from the live CronJob's ``jobTemplate``.
-
-    Every attempt, in this order: wait for a turn; stop the day's Job left by an earlier try (a worker
-    that died leaves its pod running) and wait until the Job and all its pods are gone; only then delete
-    what is left of the day in ClickHouse; then create the new Job. So no pod of an earlier try can write
-    after the delete. If the earlier pods do not go away within ``replace_timeout``, the attempt fails
-    naming them and ClickHouse is not touched. A deferred attempt resumes in ``execute_complete``, which
-    only reads the Job's outcome and logs.
-
-    The Job's name (``label-<customer>-<day>``), labels (DAG, run, customer, day) and env (the job's three
-    variables) are derived from the customer, the day and the task's context when the attempt runs; they
-    are not arguments. The other arguments are :class:`CronJobJobOperator`'s, i.e. deployment settings
-    (CronJob, container, namespace, connection, ``deferrable``, ``job_poll_interval``).
-
-    :param ttl_seconds_after_finished: the Job is deleted this long after it finished (its logs were read
-        by then; the CronJob's history limits do not apply, it has no owner reference).
-    :param backoff_limit: 0: the job controller must never re-run a day's pod. A re-run would write the
-        day again without the delete before it (duplicates); Airflow's retry of the task deletes first.
-    """
-
-    template_fields: Sequence[str] = (*CronJobJobOperator.template_fields, "day")
-    _DERIVED = ("job_name", "job_env", "job_labels")
-
-    def __init__(
-        self,
-        *,
-        ttl_seconds_after_finished: int | None = 3600,
-        backoff_limit: int | None = 0,
-        **kwargs: Any,
-    ) -> None:
-        if given := [k for k in self._DERIVED if k in kwargs]:
-            raise ValueError(
-                f"{type(self).__name__} derives {', '.join(given)} from the customer, the day and the run"
-            )
-        super().__init__(
-            job_name="",  # set per attempt by _derive_job
-            ttl_seconds_after_finished=ttl_seconds_after_finished,
-            backoff_limit=backoff_limit,
-            **kwargs,
-        )
-
-    def _derive_job(self, context: Any) -> None:
-        day = parse_day(self.day, "day")
-        self.job_name = job_name_for_day(self.customer, day)
-        self.job_env = self.day_job_env()
-        self.job_labels = day_labels(context["ti"].dag_id, context["run_id"], self.customer, day)
-
-    def build_job_request_obj(self, context: Any = None) -> Any:
-        self._derive_job(context)
-        return super().build_job_request_obj(context)
-
-    def execute(self, context: Any) -> Any:
-        self.wait_for_turn(context)
-        self._derive_job(context)
-        self.stop_earlier_job()
-        self.clear_day_before_write()
-        return self.run_job(context)
 
 
 # Airflow 3.3.2 with the LocalExecutor: an answer recorded before the scheduler has processed the executor's
@@ -614,3 +572,12 @@ def wait_for_turn(context: Any, limit: int, what: str) -> None:
         else min(_RESCHEDULE_SECONDS + len(ahead) - limit, _RESCHEDULE_MAX_SECONDS)
     )
     raise AirflowRescheduleException(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))
+
+
+def __getattr__(name: str) -> Any:
+    """``LabelDayKubernetesOperator`` is imported from here as before, loaded only when asked for."""
+    if name == "LabelDayKubernetesOperator":
+        from label_backfill.k8s_day import LabelDayKubernetesOperator
+
+        return LabelDayKubernetesOperator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

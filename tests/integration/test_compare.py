@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from label_backfill import sql
 from label_backfill.compare import ClickHouseSide, PostgresSide, compare
-from label_backfill.compare.diff import diff_rows
+from label_backfill.compare.diff import diff_fingerprints, diff_joined, diff_rows
 from label_backfill.naming import DayRange
 
 from tests.crafted import add_conversations, at, label_range, make_customer
@@ -97,6 +97,38 @@ def test_each_kind_of_drift_is_found_on_its_day(pg, ch, clean):
     assert sorted(dup["kinds"]) == ["duplicates", "stale"] and len(dup["clickhouse"]) == 2
     text = result.render_text()
     assert "DRIFT" in text and "k1000" in result.render_markdown()
+
+
+def test_fingerprint_rows_and_one_pass_find_what_the_labels_find(pg, ch, clean):
+    """The row-level diff reads fingerprints, not labels: on each kind of drift it must find exactly what a
+    column-by-column diff of the labels finds; and the one-pass "before" the same as aggregates-first."""
+    with pg.cursor() as cur:
+        cur.execute("UPDATE conversations SET agent_user_id = 'cmp-co-a2' WHERE conversation_id = 'k1003'")
+        cur.execute("UPDATE conversations SET ended_at = NULL WHERE conversation_id = 'k2001'")
+    pg.commit()
+    ch.command(
+        f"ALTER TABLE {clean}.conversation_with_labels DELETE WHERE conversation_id IN ('k3002', 'k1009')",
+        settings={"mutations_sync": 2},
+    )
+    ch.command(
+        f"INSERT INTO {clean}.conversation_with_labels SELECT * FROM {clean}.conversation_with_labels "
+        "WHERE conversation_id IN ('k3005', 'k2007')"
+    )
+    postgres, clickhouse = PostgresSide(pg), ClickHouseSide(ch, clean)
+    by_labels = diff_joined(postgres.rows_arrow("cmp-co", DAYS), clickhouse.rows_arrow("cmp-co", DAYS))
+    pg_fp, ch_fp = postgres.fingerprints_arrow("cmp-co", DAYS), clickhouse.fingerprints_arrow("cmp-co", DAYS)
+    assert diff_fingerprints(pg_fp, ch_fp) == by_labels == diff_joined(pg_fp, ch_fp)
+    assert {
+        k: sorted(cid for _, ids in by_labels.values() for cid in ids[k]) for k in by_labels[DAYS.first][1]
+    } == {
+        "stale": ["k1003"],
+        "missing": ["k1009", "k3002"],
+        "extra": ["k2001"],
+        "duplicates": ["k2007", "k3005"],
+    }
+    first = run_compare(pg, ch, clean).to_dict()
+    once = compare(postgres, clickhouse, "cmp-co", DAYS, one_pass=True).to_dict()
+    assert {**once, "seconds": 0} == {**first, "seconds": 0} and not once["ok"]
 
 
 def test_checksums_that_differ_while_no_row_differs_are_an_inconsistency(pg, ch, clean, monkeypatch):

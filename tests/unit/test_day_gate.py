@@ -136,3 +136,17 @@ def test_days_checking_together_never_exceed_the_limit_and_all_finish(seed, toge
         if all(s in FINISHED for s in state):
             break
     assert all(s in FINISHED for s in state), f"days still waiting (seed {seed}, limit {limit}): {state}"
+
+
+def test_inside_dag_test_the_days_run_one_at_a_time_so_none_waits(monkeypatch):
+    """``airflow dags test`` runs the run's tasks one after another in its own process (in any order): a day
+    there never waits (each wait costs an Airflow attempt); under any executor the gate applies."""
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.supervisor import InProcessSupervisorComms
+    from label_backfill.operators import runs_one_task_at_a_time
+
+    crowded = states(*["running"] * 5, "scheduled")
+    assert not runs_one_task_at_a_time() and not goes(2, 5, crowded)
+    comms = InProcessSupervisorComms.__new__(InProcessSupervisorComms)  # what dag.test() hands the runner
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
+    assert runs_one_task_at_a_time() and goes(2, 5, crowded)

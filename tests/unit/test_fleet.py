@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
 from label_backfill import fleet
 from label_backfill.naming import InvalidInput
 

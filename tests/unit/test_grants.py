@@ -25,6 +25,7 @@ NEEDS: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {
     "day_summary": ([("SELECT", READ)], []),
     "range_row_count": ([("SELECT", READ)], []),
     "rows": ([("SELECT", READ)], []),
+    "fingerprints": ([("SELECT", READ)], []),
     "straddling": ([("SELECT", READ)], []),
     "usecase_distribution": ([("SELECT", READ)], []),
     "delete_range": ([("ALTER DELETE", LOCAL)], [("CLUSTER", "*.*")]),

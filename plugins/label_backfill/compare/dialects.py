@@ -2,8 +2,9 @@
 
 Both sides fingerprint a conversation as the first 60 bits of md5('id|agent|usecase|source|start_ms|end_ms')
 read as an integer, and sum fingerprints per UTC start day: equal sums (with equal counts) mean equal days.
-For drifted days both sides hand over their rows as Arrow tables of the same schema (``ROW_SCHEMA``).
-Fingerprint, row queries and ``ROW_SCHEMA`` all derive from one definition, ``sql.COMPARED``.
+For drifted days both sides hand over one row per stored row as Arrow tables of the same schema: id, day and
+that fingerprint (``FINGERPRINT_SCHEMA``: no label column is read), or every compared column (``ROW_SCHEMA``).
+Fingerprint, row queries and both schemas all derive from one definition, ``sql.COMPARED``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ ROW_SCHEMA = pa.schema(
     ]
 )
 
+FINGERPRINT = "fingerprint"
+FINGERPRINT_SCHEMA = pa.schema([(KEY, pa.string()), ("day", pa.date32()), (FINGERPRINT, pa.int64())])
+
 
 @runtime_checkable
 class ComparisonSide(Protocol):
@@ -58,6 +62,9 @@ class ComparisonSide(Protocol):
     def rows_arrow(self, customer: str, days: DayRange) -> pa.Table:
         """Every row of ``days`` with its compared columns (``ROW_SCHEMA``)."""
 
+    def fingerprints_arrow(self, customer: str, days: DayRange) -> pa.Table:
+        """Every row of ``days``: id, day and the fingerprint of its compared columns (``FINGERPRINT_SCHEMA``)."""
+
     def usecases(self, customer: str, days: DayRange) -> Mapping[str, int]:
         """Conversations per usecase over ``days``."""
 
@@ -73,9 +80,9 @@ class CheckedSide(ComparisonSide, Protocol):
     def database(self) -> str: ...
 
 
-def _as_rows(table: pa.Table) -> pa.Table:
-    """A query's result in ``ROW_SCHEMA``: columns picked by name, each cast to its type."""
-    return pa.table([table.column(f.name).cast(f.type) for f in ROW_SCHEMA], schema=ROW_SCHEMA)
+def _as_rows(table: pa.Table, schema: pa.Schema = ROW_SCHEMA) -> pa.Table:
+    """A query's result in ``schema``: columns picked by name, each cast to its type."""
+    return pa.table([table.column(f.name).cast(f.type) for f in schema], schema=schema)
 
 
 def _bounds(days: DayRange) -> dict[str, dt.datetime]:
@@ -128,16 +135,36 @@ class PostgresSide:
 
     def rows_arrow(self, customer: str, days: DayRange) -> pa.Table:
         """The eligible conversations of ``days`` with their labels (``ROW_SCHEMA``)."""
+        return _as_rows(self._arrow("eligible_rows", customer, days))
+
+    def fingerprints_arrow(self, customer: str, days: DayRange) -> pa.Table:
+        """The eligible conversations of ``days``: id, day, fingerprint (``FINGERPRINT_SCHEMA``)."""
+        return _as_rows(self._arrow("eligible_fingerprints", customer, days), FINGERPRINT_SCHEMA)
+
+    def _arrow(self, query: str, customer: str, days: DayRange) -> pa.Table:
+        """A range query's result as Arrow, through its own ADBC connection (safe beside other reads)."""
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
-        text, values = sql.positional(sql.postgres("eligible_rows"), params)
+        text, values = sql.positional(sql.postgres(query), params)
         connect = self.arrow_connect or arrow_postgres
         with connect(self.bulk_dsn or self.connection.info.dsn) as bulk, bulk.cursor() as cur:
             cur.execute(text, values)
-            return _as_rows(cur.fetch_arrow_table())
+            return cur.fetch_arrow_table()
 
     def usecases(self, customer: str, days: DayRange) -> dict[str, int]:
-        params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
-        return dict(self._fetch(sql.postgres("usecase_distribution"), params))
+        """Conversations per usecase, on its own connection (so it can run beside the day summaries)."""
+        found = self._arrow("usecase_distribution", customer, days).to_pydict()
+        return dict(zip(found["usecase_id"], found["conversations"], strict=True))
+
+    def eligible_outside(
+        self, customer: str, conversation_ids: Iterable[str], days: DayRange
+    ) -> dict[str, dt.date]:
+        """Of the listed conversations, the eligible ones that start outside ``days``, with their start day."""
+        params = {
+            "customer_id": validate_customer_id(customer),
+            "conversation_ids": list(conversation_ids),
+            **_bounds(days),
+        }
+        return dict(self._fetch(sql.postgres("eligible_outside"), params))
 
     def labels(self, customer: str, conversation_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         params = {"customer_id": validate_customer_id(customer), "conversation_ids": list(conversation_ids)}
@@ -188,6 +215,12 @@ class ClickHouseSide:
         """Every row of ``days`` (duplicates included) with its labels (``ROW_SCHEMA``)."""
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
         return _as_rows(self.table.client.query_arrow(self.table.read_sql("rows"), parameters=params))
+
+    def fingerprints_arrow(self, customer: str, days: DayRange) -> pa.Table:
+        """Every row of ``days`` (duplicates included): id, day, fingerprint (``FINGERPRINT_SCHEMA``)."""
+        params = {"customer_id": validate_customer_id(customer), **_bounds(days)}
+        table = self.table.client.query_arrow(self.table.read_sql("fingerprints"), parameters=params)
+        return _as_rows(table, FINGERPRINT_SCHEMA)
 
     def usecases(self, customer: str, days: DayRange) -> dict[str, int]:
         params = {"customer_id": validate_customer_id(customer), **_bounds(days)}

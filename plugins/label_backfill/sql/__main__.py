@@ -22,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     role = commands.add_parser("readonly-role", help="Postgres: the DAGs' read-only role")
     role.add_argument("--role", required=True)
     role.add_argument("--database", required=True)
-    commands.add_parser("state-table", help="Postgres: the state database's lease table (label_backfill_state)")
+    commands.add_parser(
+        "state-table", help="Postgres: the state database's lease table (label_backfill_state)"
+    )
     args = parser.parse_args(argv)
     if args.command == "state-table":
         print(sql.state("leases"), end="")
