@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from label_backfill.chdb_lock import LockedChdbClient, chdb_path
 from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID
 
 # psycopg's own keyword arguments (Python objects, not libpq parameters): the hook may pass them
@@ -131,12 +132,21 @@ def _refuse_misleading_clickhouse_extra(conn_id: str, extra: dict[str, Any]) -> 
 
 def clickhouse_client(conn_id: str = CLICKHOUSE_CONN_ID) -> Any:
     """A clickhouse-connect client through the official ``ClickHouseHook`` (chdb via ``client_kwargs``);
-    refuses an extra that would not connect as written (``client_kwargs.secure``: plain HTTP)."""
+    refuses an extra that would not connect as written (``client_kwargs.secure``: plain HTTP).
+
+    A ``chdb://`` connection (the embedded stack) gets a ``chdb_lock.LockedChdbClient``: the directory is
+    held, across processes, only during each call, so tasks run in parallel. A server connection is the
+    hook's own client, untouched."""
     from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook
 
     _quiet_hook_args_on_chdb()
     hook = ClickHouseHook(clickhouse_conn_id=conn_id)
     _refuse_misleading_clickhouse_extra(conn_id, hook.get_connection(conn_id).extra_dejson)
+    kwargs = hook._get_client_kwargs()  # apache-airflow-providers-clickhousedb 1.0.1 (see above)
+    if (data_dir := chdb_path(kwargs)) is not None:
+        import clickhouse_connect
+
+        return LockedChdbClient(lambda: clickhouse_connect.get_client(**kwargs), data_dir)
     return hook.get_client()
 
 
