@@ -190,6 +190,10 @@ def main() -> int:
     path = out / f"{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps({"results": results, "ratio": ratio, "rows": eligible}, indent=2))
     print(f"written {path}")
+
+    import bench_scheduler  # issue 14 goals 2 and 4: 49 days under the real scheduler, local and Kubernetes
+
+    bench_scheduler.run()
     return 0
 
 

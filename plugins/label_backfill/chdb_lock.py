@@ -184,6 +184,25 @@ class DirectoryLock:
             state.thread_lock.release()
 
 
+_engine_warm = False
+
+
+def _warm_up_engine() -> None:
+    """Start chdb once in this process on no directory (in memory), outside the lock: the engine's one-time
+    start-up (~0.2-0.4 s, more on a loaded machine) is then not spent holding the directory. Skipped when
+    this process has chdb open on a directory already (chdb would refuse a second location)."""
+    global _engine_warm
+    if _engine_warm:
+        return
+    _engine_warm = True
+    try:
+        import clickhouse_connect
+
+        clickhouse_connect.get_client(interface="chdb").close()
+    except Exception as err:  # only a head start: the real open under the lock decides
+        log.debug("chdb warm-up skipped: %s", err)
+
+
 class LockedChdbClient:
     """A clickhouse-connect client for a chdb directory that holds the directory only during each call.
 
@@ -205,6 +224,7 @@ class LockedChdbClient:
     @contextlib.contextmanager
     def held(self, what: str = "") -> Iterator[Any]:
         """Hold the directory with one open client for the ``with`` block (a short batch of calls)."""
+        _warm_up_engine()
         with self.lock.held(what) as waited:
             if self._client is not None:  # re-entered by the thread that holds it
                 yield self._client
