@@ -122,8 +122,8 @@ class ClickHouseMutationSensor(BaseSensorOperator):
     :param mutations: ``[[host, mutation_id], ...]`` from ``ClickHouseDeleteOperator``.
     :param cluster: cluster name, or None for a single node.
     :param grace_polls: re-checks 0.25 s apart inside one poke before giving the slot back.
-    :param deferrable: wait in the triggerer instead of rescheduling (not with the embedded chdb, which
-        allows one process per data directory).
+    :param deferrable: wait in the triggerer instead of rescheduling (on the embedded chdb the trigger takes
+        the same cross-process lock as the tasks, ``label_backfill.chdb_lock``).
     """
 
     template_fields: Sequence[str] = ("database", "mutations")
