@@ -219,7 +219,8 @@ def lock_costs(airflow_home: Path) -> dict[str, Any]:
 
 def phase(name: str, keep: bool, pod_startup_seconds: float, parallel_days: int) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix=f"label-backfill-bench-{name}-"))
-    extra: dict[str, str] = {"LABEL_BACKFILL_RETRY_DELAY_SECONDS": "5"}
+    # as many slots as the run's days at once (scripts/airflow.sh: a spare slot churns through the day gate)
+    extra = {"LABEL_BACKFILL_RETRY_DELAY_SECONDS": "5", "AIRFLOW__CORE__PARALLELISM": str(parallel_days)}
     fake = None
     if name == "kubernetes":
         fake = subprocess.Popen(

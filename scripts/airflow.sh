@@ -16,22 +16,24 @@
 # metadata database "airflow" on the embedded Postgres server (four processes plus task processes write
 # it at once: SQLite would serialise them and answer "database is locked").
 #
-# AIRFLOW__CORE__PARALLELISM (9 unless set): chdb allows ONE process per data directory at a time, and
+# AIRFLOW__CORE__PARALLELISM (4 unless set): chdb allows ONE process per data directory at a time, and
 # every task except validate opens it, each in its own task process. So every ClickHouse call of a task goes
 # through a cross-process lock (label_backfill.chdb_lock: flock on <chdb dir>.lock) that opens the engine for
-# that call only and closes it after: tasks run side by side and take turns per call, not per task. 9 slots
-# let a run's max_parallel_days (up to 8) days work at once next to one other task. Not more on a 2-core
-# machine: a day whose turn has not come is started only to be rescheduled (the day gate), and every task
-# process costs ~2 s of CPU to start; a day beyond the slots waits in the scheduler instead, at no cost. Set
-# it higher for max_parallel_days up to 16. What the lock costs (an engine open per call, waits behind other
-# calls) is in README "Days in parallel on the embedded stack".
+# that call only and closes it after: tasks run side by side and take turns per call, not per task. 4 slots:
+# the default max_parallel_days; for runs with another value set it to that value. Not more: a slot beyond
+# the run's days starts a day only for the day gate to reschedule it (~2 s of CPU per task process on 2
+# cores), and Airflow 3.3.2 may then fail the day: a rescheduled day queued again before the scheduler read
+# the executor's event of its reschedule is taken for "killed externally" ("finished with state success, but
+# the task instance's state attribute is queued"), which costs the day a try. Seen 12-27 times in 49-day
+# runs with ONE spare slot under load (days ran out of tries), never with none.
+# What the lock costs is in README "Days in parallel on the embedded stack".
 # Deferrable mode stays off by default (LABEL_BACKFILL_DEFERRABLE): it would be safe (the triggerer goes
 # through the same lock) but saves nothing here, where the waits are short.
 #
 # Environment (all optional):
 #   AIRFLOW_PORT (8080)  AIRFLOW_UI_USER (admin)  AIRFLOW_UI_PASSWORD_FILE ($LABEL_BACKFILL_LOCAL_DIR/airflow-ui-password)
 #   AIRFLOW_READY_TIMEOUT (180 s, --background)  LABEL_BACKFILL_LOCAL_DIR (.local)  AIRFLOW_HOME
-#   AIRFLOW__CORE__PARALLELISM (9)  LABEL_BACKFILL_CHDB_LOCK_TIMEOUT_SECONDS (300)  LABEL_BACKFILL_DEFERRABLE (false)
+#   AIRFLOW__CORE__PARALLELISM (4)  LABEL_BACKFILL_CHDB_LOCK_TIMEOUT_SECONDS (300)  LABEL_BACKFILL_DEFERRABLE (false)
 #   LABEL_BACKFILL_JOB_RUNNER (local; kubernetes needs AIRFLOW_CONN_KUBERNETES_DEFAULT)
 #   LABEL_BACKFILL_RETRY_DELAY_SECONDS (5 here)  LABEL_BACKFILL_LOCAL_FAIL_DAYS / _ATTEMPTS (fault injection)
 # Files: $LABEL_BACKFILL_LOCAL_DIR/airflow.pids, component logs in $AIRFLOW_HOME/run/*.log.
@@ -161,7 +163,7 @@ prepare() {
   if [[ -n "$runner" ]]; then export LABEL_BACKFILL_JOB_RUNNER="$runner"; fi
   export PATH="$REPO/.venv/bin:$PATH"
   export AIRFLOW__CORE__EXECUTOR=LocalExecutor
-  export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-9}"
+  export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
   export LABEL_BACKFILL_DEFERRABLE="${LABEL_BACKFILL_DEFERRABLE:-false}"
   export LABEL_BACKFILL_RETRY_DELAY_SECONDS="${LABEL_BACKFILL_RETRY_DELAY_SECONDS:-5}"
   # Metadata database: "airflow" on the embedded Postgres server (unix socket; the folder's path is
