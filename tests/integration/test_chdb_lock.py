@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -53,8 +52,8 @@ with DirectoryLock(Path(sys.argv[1])).held("a long ClickHouse call"):
 """
 
 
-def test_two_processes_interleave_their_calls_and_both_write_everything():
-    data_dir = Path(tempfile.mkdtemp(prefix="chdb-lock-")) / "chdb"
+def test_two_processes_interleave_their_calls_and_both_write_everything(tmp_path):
+    data_dir = tmp_path / "chdb"
     argv = [sys.executable, "-c", WRITER, str(data_dir), "25"]
     procs = [subprocess.Popen(argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
     procs.append(subprocess.Popen(argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -87,10 +86,10 @@ def test_two_processes_interleave_their_calls_and_both_write_everything():
     assert check.stdout.strip() == str(sorted([(a["pid"], 25, 1), (b["pid"], 25, 1)]))
 
 
-def test_a_call_that_cannot_get_the_directory_in_time_fails_naming_the_holder():
+def test_a_call_that_cannot_get_the_directory_in_time_fails_naming_the_holder(tmp_path):
     from label_backfill.chdb_lock import ChdbLockTimeout, LockedChdbClient
 
-    data_dir = Path(tempfile.mkdtemp(prefix="chdb-lock-")) / "chdb"
+    data_dir = tmp_path / "chdb"
     task_env = {
         **ENV,
         "AIRFLOW_CTX_DAG_ID": "conversation_labels_backfill",
