@@ -307,6 +307,10 @@ def main() -> int:
     }
     path.write_text(json.dumps(document, indent=2))
     print(f"written {path}")
+
+    import bench_scheduler  # issue 14 goals 2 and 4: 49 days under the real scheduler, local and Kubernetes
+
+    bench_scheduler.run()
     return 0
 
 

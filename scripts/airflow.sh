@@ -16,16 +16,25 @@
 # metadata database "airflow" on the embedded Postgres server (four processes plus task processes write
 # it at once: SQLite would serialise them and answer "database is locked").
 #
-# AIRFLOW__CORE__PARALLELISM=1: chdb allows ONE process per data directory at a time and every task of
-# the backfill except validate opens it, each in its own task process. One running task instance at a
-# time, in the whole instance, is the rule chdb imposes; parallelism=1 enforces it for every DAG (present
-# and future) without touching the metadata database (a 1-slot default_pool would be persisted state and
-# a DAG could still name another pool), and the LocalExecutor then forks a single worker (less memory).
-# Deferrable mode stays off for the same reason (the triggerer would open chdb next to a task).
+# AIRFLOW__CORE__PARALLELISM (4 unless set): chdb allows ONE process per data directory at a time, and
+# every task except validate opens it, each in its own task process. So every ClickHouse call of a task goes
+# through a cross-process lock (label_backfill.chdb_lock: flock on <chdb dir>.lock) that opens the engine for
+# that call only and closes it after: tasks run side by side and take turns per call, not per task. 4 slots:
+# the default max_parallel_days; for runs with another value set it to that value. Not more: a slot beyond
+# the run's days starts a day only for the day gate to reschedule it (~2 s of CPU per task process on 2
+# cores), and Airflow 3.3.2 may then fail the day: a rescheduled day queued again before the scheduler read
+# the executor's event of its reschedule is taken for "killed externally" ("finished with state success, but
+# the task instance's state attribute is queued"), which costs the day a try. Seen 12-27 times in 49-day
+# runs with ONE spare slot under load (days ran out of tries), never with none.
+# What the lock costs is in README "Days in parallel on the embedded stack".
+# Deferrable mode stays off by default (LABEL_BACKFILL_DEFERRABLE): it would be safe (the triggerer goes
+# through the same lock) but saves nothing here, where the waits are short.
 #
 # Environment (all optional):
 #   AIRFLOW_PORT (8080)  AIRFLOW_UI_USER (admin)  AIRFLOW_UI_PASSWORD_FILE ($LABEL_BACKFILL_LOCAL_DIR/airflow-ui-password)
 #   AIRFLOW_READY_TIMEOUT (180 s, --background)  LABEL_BACKFILL_LOCAL_DIR (.local)  AIRFLOW_HOME
+#   AIRFLOW__CORE__PARALLELISM (4)  LABEL_BACKFILL_CHDB_LOCK_TIMEOUT_SECONDS (300)  LABEL_BACKFILL_DEFERRABLE (false)
+#   LABEL_BACKFILL_JOB_RUNNER (local; kubernetes needs AIRFLOW_CONN_KUBERNETES_DEFAULT)
 #   LABEL_BACKFILL_RETRY_DELAY_SECONDS (5 here)  LABEL_BACKFILL_LOCAL_FAIL_DAYS / _ATTEMPTS (fault injection)
 # Files: $LABEL_BACKFILL_LOCAL_DIR/airflow.pids, component logs in $AIRFLOW_HOME/run/*.log.
 set -euo pipefail
@@ -146,12 +155,16 @@ status() {
 
 prepare() {
   # Everything before the components start; idempotent (safe on every start).
+  local runner="${LABEL_BACKFILL_JOB_RUNNER:-}"
   # shellcheck source=scripts/airflow-env.sh
   source "$REPO/scripts/airflow-env.sh" # starts the embedded Postgres, exports connections and settings
+  # a runner the caller chose wins over the stack's "local" (benchmarks/bench_scheduler.py: kubernetes,
+  # against a fake API server named by AIRFLOW_CONN_KUBERNETES_DEFAULT)
+  if [[ -n "$runner" ]]; then export LABEL_BACKFILL_JOB_RUNNER="$runner"; fi
   export PATH="$REPO/.venv/bin:$PATH"
   export AIRFLOW__CORE__EXECUTOR=LocalExecutor
-  export AIRFLOW__CORE__PARALLELISM=1
-  export LABEL_BACKFILL_DEFERRABLE=false
+  export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
+  export LABEL_BACKFILL_DEFERRABLE="${LABEL_BACKFILL_DEFERRABLE:-false}"
   export LABEL_BACKFILL_RETRY_DELAY_SECONDS="${LABEL_BACKFILL_RETRY_DELAY_SECONDS:-5}"
   # Metadata database: "airflow" on the embedded Postgres server (unix socket; the folder's path is
   # URL-quoted: it may hold spaces or quotes).

@@ -71,8 +71,9 @@ def stack():
 
 @pytest.fixture(scope="session")
 def ch(stack):
-    """The session's ClickHouse engine (chdb), through clickhouse-connect."""
-    return stack[0].clickhouse_client()
+    """The session's ClickHouse engine (chdb), through clickhouse-connect: a plain client, open for the whole
+    session (the tasks of dag.test() run in this process and open their own, cheaply, beside it)."""
+    return stack[0].clickhouse_client(locked=False)
 
 
 @pytest.fixture

@@ -7,10 +7,12 @@ import enum
 import logging
 import time
 from collections.abc import Iterable
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
 from label_backfill import sql
+from label_backfill.chdb_lock import polling_held
 from label_backfill.naming import DayRange, validate_customer_id, validate_identifier
 from label_backfill.settings import LABEL_TABLE
 
@@ -223,19 +225,20 @@ class LabelTable:
             parameters={"database": self.database, "mutation_ids": ids},
         )
         deadline = time.monotonic() + timeout
-        while True:
-            left = [
-                r["mutation_id"]
-                for r in self.mutations()
-                if (r["host"], r["mutation_id"]) in watched and not r["is_done"]
-            ]
-            if not left:
-                break
-            if time.monotonic() > deadline:
-                raise MutationTimeout(
-                    f"mutations {', '.join(left)} still listed {timeout:.0f} s after KILL MUTATION"
-                )
-            time.sleep(0.2)
+        with closing(polling_held(self.client, "waiting for KILL MUTATION")) as polls:
+            for _ in polls:
+                left = [
+                    r["mutation_id"]
+                    for r in self.mutations()
+                    if (r["host"], r["mutation_id"]) in watched and not r["is_done"]
+                ]
+                if not left:
+                    break
+                if time.monotonic() > deadline:
+                    raise MutationTimeout(
+                        f"mutations {', '.join(left)} still listed {timeout:.0f} s after KILL MUTATION"
+                    )
+                time.sleep(0.2)
         killed = [f"{r['host']}:{r['mutation_id']} ({r['parts_to_do']} parts not yet done)" for r in pending]
         log.warning("killed our delete mutation(s) in %s: %s", self.database, ", ".join(killed))
         return killed
@@ -262,14 +265,16 @@ class LabelTable:
     def wait(self, watched: list[tuple[str, str]], *, timeout: float, poll: float = 0.2) -> None:
         """Block until the watched mutations are done; raise ``MutationFailed`` / ``MutationTimeout``."""
         deadline = time.monotonic() + timeout
-        while True:
-            check = check_mutations(self.mutations(), watched)
-            if check.state is MutationState.DONE:
-                return
-            if check.state is MutationState.FAILED:
-                raise MutationFailed(check.reason)
-            if time.monotonic() > deadline:
-                raise MutationTimeout(
-                    f"mutations still running after {timeout:.0f} s: {', '.join(check.pending)}"
-                )
-            time.sleep(poll)
+        # embedded chdb: the engine runs a mutation only while open, so the polls hold it in batches
+        with closing(polling_held(self.client, "waiting for mutations")) as polls:
+            for _ in polls:
+                check = check_mutations(self.mutations(), watched)
+                if check.state is MutationState.DONE:
+                    return
+                if check.state is MutationState.FAILED:
+                    raise MutationFailed(check.reason)
+                if time.monotonic() > deadline:
+                    raise MutationTimeout(
+                        f"mutations still running after {timeout:.0f} s: {', '.join(check.pending)}"
+                    )
+                time.sleep(poll)

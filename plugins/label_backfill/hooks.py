@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from label_backfill.chdb_lock import LockedChdbClient, chdb_path
 from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID
 
 # psycopg's own keyword arguments (Python objects, not libpq parameters): the hook may pass them
@@ -130,34 +130,24 @@ def _refuse_misleading_clickhouse_extra(conn_id: str, extra: dict[str, Any]) -> 
         raise ValueError(f"connection {conn_id}: " + "; ".join(problems))
 
 
-# chdb (the embedded engine) runs in this process: one engine per data directory, and opening a session costs
-# ~0.1 s. Every client of the same connection settings shares one (key: the hook's client kwargs), so a worker
-# that runs many tasks (``airflow dags test`` runs all of them in one process) opens it once.
-_CHDB_CLIENTS: dict[str, Any] = {}
-
-
-def _is_chdb(kwargs: dict[str, Any]) -> bool:
-    return kwargs.get("interface") == "chdb" or str(kwargs.get("dsn") or "").startswith("chdb:")
-
-
 def clickhouse_client(conn_id: str = CLICKHOUSE_CONN_ID) -> Any:
     """A clickhouse-connect client through the official ``ClickHouseHook`` (chdb via ``client_kwargs``);
-    refuses an extra that would not connect as written (``client_kwargs.secure``: plain HTTP). A chdb client
-    is shared by every caller in the process with the same settings (see ``_CHDB_CLIENTS``)."""
-    import clickhouse_connect
+    refuses an extra that would not connect as written (``client_kwargs.secure``: plain HTTP).
+
+    A ``chdb://`` connection (the embedded stack) gets a ``chdb_lock.LockedChdbClient``: the directory is
+    held, across processes, only during each call, so tasks run in parallel. A server connection is the
+    hook's own client, untouched."""
     from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook
 
     _quiet_hook_args_on_chdb()
     hook = ClickHouseHook(clickhouse_conn_id=conn_id)
     _refuse_misleading_clickhouse_extra(conn_id, hook.get_connection(conn_id).extra_dejson)
-    # apache-airflow-providers-clickhousedb 1.0.1: get_client() is get_client(**_get_client_kwargs())
-    kwargs = hook._get_client_kwargs()
-    if not _is_chdb(kwargs):
-        return clickhouse_connect.get_client(**kwargs)
-    key = json.dumps(kwargs, sort_keys=True, default=str)
-    if key not in _CHDB_CLIENTS:
-        _CHDB_CLIENTS[key] = clickhouse_connect.get_client(**kwargs)
-    return _CHDB_CLIENTS[key]
+    kwargs = hook._get_client_kwargs()  # apache-airflow-providers-clickhousedb 1.0.1 (see above)
+    if (data_dir := chdb_path(kwargs)) is not None:
+        import clickhouse_connect
+
+        return LockedChdbClient(lambda: clickhouse_connect.get_client(**kwargs), data_dir)
+    return hook.get_client()
 
 
 def arrow_postgres(dsn: str) -> Any:

@@ -31,6 +31,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleExcept
 
 from label_backfill.approval import approval_request
 from label_backfill.backfill import day_job_env
+from label_backfill.chdb_lock import held
 from label_backfill.clickhouse import LabelTable, MutationFailed, MutationState, check_mutations
 from label_backfill.hooks import clickhouse_client, postgres_side
 from label_backfill.leases import LeaseHeld, run_finished, state_leases
@@ -143,8 +144,8 @@ class ClickHouseMutationSensor(BaseSensorOperator):
     :param mutations: ``[[host, mutation_id], ...]`` from ``ClickHouseDeleteOperator``.
     :param cluster: cluster name, or None for a single node.
     :param grace_polls: re-checks 0.25 s apart inside one poke before giving the slot back.
-    :param deferrable: wait in the triggerer instead of rescheduling (not with the embedded chdb, which
-        allows one process per data directory).
+    :param deferrable: wait in the triggerer instead of rescheduling (on the embedded chdb the trigger takes
+        the same cross-process lock as the tasks, ``label_backfill.chdb_lock``).
     """
 
     template_fields: Sequence[str] = ("database", "mutations")
@@ -173,12 +174,16 @@ class ClickHouseMutationSensor(BaseSensorOperator):
 
     def poke(self, context: Any) -> bool:
         table = LabelTable(clickhouse_client(self.clickhouse_conn_id), self.database, self.cluster)
-        check = check_mutations(table.mutations(), self._watched())
-        for _ in range(self.grace_polls):  # most deletes finish within a second: don't reschedule for those
-            if check.state is not MutationState.PENDING:
-                break
-            time.sleep(0.25)
+        # held through the grace polls: the embedded chdb runs the mutation only while a process holds it
+        with held(table.client, "waiting for mutations"):
             check = check_mutations(table.mutations(), self._watched())
+            for _ in range(
+                self.grace_polls
+            ):  # most deletes finish within a second: don't reschedule for those
+                if check.state is not MutationState.PENDING:
+                    break
+                time.sleep(0.25)
+                check = check_mutations(table.mutations(), self._watched())
         if check.state is MutationState.FAILED:
             raise AirflowFailException(f"ClickHouse delete failed: {check.reason}")
         if check.state is MutationState.PENDING:

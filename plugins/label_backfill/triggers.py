@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from label_backfill.chdb_lock import POLL_BATCH_SECONDS, LockedChdbClient, held
 from label_backfill.clickhouse import LabelTable, MutationState, check_mutations
 
 
@@ -52,7 +54,16 @@ class ClickHouseMutationTrigger(BaseTrigger):
         from label_backfill.hooks import clickhouse_client
 
         table = LabelTable(clickhouse_client(self.clickhouse_conn_id), self.database, self.cluster)
-        return check_mutations(table.mutations(), [tuple(m) for m in self.mutations])
+        watched = [tuple(m) for m in self.mutations]
+        # the embedded chdb runs a mutation only while a process holds it: there, hold it for a batch of polls
+        batch = POLL_BATCH_SECONDS if isinstance(table.client, LockedChdbClient) else 0.0
+        with held(table.client, "waiting for mutations (triggerer)"):
+            check = check_mutations(table.mutations(), watched)
+            end = time.monotonic() + batch
+            while check.state is MutationState.PENDING and time.monotonic() < end:
+                time.sleep(0.25)
+                check = check_mutations(table.mutations(), watched)
+        return check
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:

@@ -226,6 +226,8 @@ class FakeKubernetes:
     :param default_termination_grace_period: grace period of pods whose spec sets none. The API
         server defaults it to 30 s; 0 makes such pods vanish as soon as they are deleted.
     :param token: bearer token the server requires.
+    :param pod_startup_seconds: how long each pod stays ``Pending`` (``ContainerCreating``) before it runs:
+        scheduling, image pull, container start (the seeds' production pods: ~15 s).
     """
 
     def __init__(
@@ -239,6 +241,7 @@ class FakeKubernetes:
         default_termination_grace_period: float = 0.0,
         token: str | None = None,
         role_rules: list[dict[str, Any]] | None = None,
+        pod_startup_seconds: float = 0.0,
     ) -> None:
         self.on_job: OnJob = on_job or default_on_job
         #: the rules every request must satisfy (default: the shipped Role of include/k8s/rbac.yaml)
@@ -251,6 +254,7 @@ class FakeKubernetes:
         self.expected_forbidden: list[tuple[str, str, str, str | None]] = []
         self.run_seconds = run_seconds
         self.pod_creation_delay = pod_creation_delay
+        self.pod_startup_seconds = pod_startup_seconds
         self.log_container = log_container
         self.foreground_deletion_delay = foreground_deletion_delay
         self.default_termination_grace_period = default_termination_grace_period
@@ -849,6 +853,8 @@ class FakeKubernetes:
                     return
                 pod_name = self._start_pod(job)
         while not self._stopping.is_set():
+            if self.pod_startup_seconds > 0 and self._stopping.wait(self.pod_startup_seconds):
+                return  # the pod was Pending (ContainerCreating) until then
             with self._lock:
                 job = self._job_alive(ns, name, uid)
                 pod = self._pods.get((ns, pod_name))
@@ -1135,3 +1141,51 @@ def fake_kube(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKubernetes]:
         assert unexpected == [], f"requests the shipped Role (include/k8s/rbac.yaml) forbids: {unexpected}"
     finally:
         fake.stop()
+
+
+# --- standalone: python -m tests.fakes.kube_api (benchmarks/bench_scheduler.py runs Airflow against it) -------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the fake with ``cron-label-conversations`` until SIGTERM/SIGINT; print one JSON line with its URL,
+    kubeconfig and the ``AIRFLOW_CONN_KUBERNETES_DEFAULT`` value. Its Jobs write nothing (``default_on_job``):
+    a pod starts, runs ``--run-seconds`` and succeeds."""
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.kube_api", description=main.__doc__)
+    parser.add_argument(
+        "--pod-startup-seconds", type=float, default=15.0, help="Pending time of each pod (15)"
+    )
+    parser.add_argument("--run-seconds", type=float, default=0.3, help="Running time of each pod (0.3)")
+    args = parser.parse_args(argv)
+    fake = FakeKubernetes(
+        log_container=CONTAINER_NAME,
+        pod_startup_seconds=args.pod_startup_seconds,
+        run_seconds=args.run_seconds,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with fake:
+        fake.add_cronjob(label_conversations_cronjob())
+        info = {
+            "url": fake.url,
+            "kubeconfig": fake.kubeconfig_path,
+            "airflow_connection": fake.airflow_connection(),
+        }
+        print(json.dumps(info), flush=True)
+        stop.wait()
+        print(
+            json.dumps(
+                {"jobs_created": len(fake.created_jobs), "forbidden": [list(r) for r in fake.forbidden]}
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

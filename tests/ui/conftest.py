@@ -4,7 +4,7 @@ The Airflow under test runs in subprocesses (``scripts/airflow.sh --background``
 own LABEL_BACKFILL_LOCAL_DIR / AIRFLOW_HOME / LABEL_BACKFILL_REPORT_DIR in a temporary folder: it never
 touches the user's ``.local`` nor the environment tests/conftest.py sets for the other tests. Nothing here
 imports label_backfill or chdb (chdb allows one process per data directory: the Airflow task processes
-must be the only ones opening it).
+and the subprocesses here take turns through label_backfill.chdb_lock; this process has another stack).
 
 The UI tests run only when asked for (``pytest -m ui tests/ui``, ``make test-ui``): a plain ``pytest``
 (``make test``) reports them as skipped, because they need chromium and take about two minutes.

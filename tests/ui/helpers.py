@@ -1,8 +1,8 @@
 """What the browser tests share: waits tied to states, the login, the REST reads, a ClickHouse snapshot.
 
 Nothing here imports label_backfill or chdb into the test process (chdb allows one process per data
-directory: while Airflow runs, its task processes open it one at a time). ``clickhouse_snapshot`` reads
-ClickHouse in a subprocess, only while no task runs.
+directory: while Airflow runs, its task processes take turns per call through label_backfill.chdb_lock).
+``clickhouse_snapshot`` reads ClickHouse in a subprocess, through the same lock.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def scheduler_saw(airflow_ui: Any, task_id: str, run_id: str, state: str) -> boo
 
 def clickhouse_snapshot(airflow_ui: Any, database: str) -> dict[str, Any]:
     """Every row of ``<database>.conversation_with_labels`` (labeled_at included) as a count and a SHA-256,
-    read in a subprocess: call it only while no task of the Airflow under test runs (chdb's lock)."""
+    read in a subprocess through the chdb lock (``Stack.clickhouse_client``), which the tasks take per call."""
     code = (
         "import hashlib, json, sys\n"
         "from pathlib import Path\n"

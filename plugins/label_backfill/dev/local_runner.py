@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from label_backfill.chdb_lock import process_totals
 from label_backfill.hooks import clickhouse_client, postgres_dsn
 from label_backfill.operators import DayRewriteOperator
 
@@ -91,4 +92,5 @@ class LabelDayLocalOperator(DayRewriteOperator):
         with connect_postgres(postgres_dsn(self.postgres_conn_id)) as pg:
             result = run(config, pg, client)
         self.log.info("%s: wrote %s rows (job run %s)", self.day, result.rows, result.run_id)
+        self.log.info("chdb lock: %s", process_totals())
         return {"day": self.day, "rows": result.rows}

@@ -34,6 +34,7 @@ import pyarrow as pa
 from label_conversations.job import JobConfig, connect_postgres, run
 from pyarrow import csv as pa_csv
 
+from label_backfill.chdb_lock import held
 from label_backfill.clickhouse import LabelTable, read_table_name
 from label_backfill.dev.stack import PRIVATE_UMASK, Stack, default_stack
 from label_backfill.naming import DayRange, database_name, utc_midnight
@@ -375,7 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.clickhouse_dsn
         else stack.clickhouse_client()
     )
-    with psycopg.connect(pg_dsn) as pg:
+    # the stack's chdb: held for the whole simulation (one open, not one per insert); a running Airflow's
+    # tasks wait for it (label_backfill.chdb_lock)
+    with psycopg.connect(pg_dsn) as pg, held(clickhouse, "simulate") as clickhouse:
         incident = simulate(
             pg,
             clickhouse,

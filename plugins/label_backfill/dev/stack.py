@@ -372,11 +372,21 @@ class Stack:
         if link.is_symlink():
             link.unlink()
 
-    def clickhouse_client(self) -> Any:
+    def clickhouse_client(self, *, locked: bool = True) -> Any:
+        """The stack's chdb, held only during each call (``chdb_lock.LockedChdbClient``): usable while Airflow's
+        tasks run. ``locked=False``: a plain client that holds the directory until closed (this process
+        only; the test session's in-process engine)."""
         import clickhouse_connect
 
+        from label_backfill.chdb_lock import LockedChdbClient
+
         self.chdb_path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return clickhouse_connect.get_client(interface="chdb", path=str(self.chdb_path))
+        path = str(self.chdb_path)
+        if not locked:
+            return clickhouse_connect.get_client(interface="chdb", path=path)
+        return LockedChdbClient(
+            lambda: clickhouse_connect.get_client(interface="chdb", path=path), self.chdb_path
+        )
 
     def airflow_env(self, conninfo: str) -> dict[str, str]:
         from psycopg.conninfo import conninfo_to_dict
