@@ -5,7 +5,8 @@ its peak memory (ru_maxrss of that child). The backfill's per-task phases come f
 
 Phases: simulate the incident; the backfill DAG run (airflow dags test, local runner); the job alone over
 the same range after a delete (the floor); the drift check on the repaired (clean) range; the drift check
-with 1% stale labels. Prints a table and writes benchmarks/results/<timestamp>.json.
+with 1% stale labels. Prints a table and writes benchmarks/results/<timestamp>.json. Then the fleet phases
+(benchmarks/bench_fleet.py).
 """
 
 from __future__ import annotations
@@ -190,6 +191,9 @@ def main() -> int:
     path = out / f"{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps({"results": results, "ratio": ratio, "rows": eligible}, indent=2))
     print(f"written {path}")
+    import bench_fleet  # the fleet phases (many small customers): their own folders, table and JSON
+
+    bench_fleet.run()
     return 0
 
 
