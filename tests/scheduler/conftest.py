@@ -25,7 +25,9 @@ ENV = {
     "LABEL_BACKFILL_LOCAL_FAIL_ATTEMPTS": "1",
     "LABEL_BACKFILL_DAY_RETRIES": "1",
     "LABEL_BACKFILL_RETRY_DELAY_SECONDS": "2",
-    "LABEL_BACKFILL_LEASE_POKE_SECONDS": "2",  # a waiting run notices the release within seconds
+    # a waiting run notices the release within 20 s; a shorter poke loses Airflow's reschedule race on a busy
+    # machine (apache/airflow#71172: the scheduler fails the sensor on every poke, retries or not)
+    "LABEL_BACKFILL_LEASE_POKE_SECONDS": "20",
 }
 TABLE_DIGEST = (
     "import hashlib\n"
