@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-
 from label_backfill.dev.airflow_api import AirflowApi
+
 from tests.airflow_instance import REPO, AirflowUnderTest, airflow_instance, run_on_stack, seed_small
 
 ARTIFACTS = REPO / "artifacts" / "scheduler"

@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from label_backfill.reports import safe_name
+
 from tests.airflow_instance import run_on_stack
 from tests.scheduler.conftest import FAULT_DAY, REFUSED_CUSTOMER, REFUSED_DAY, TABLE_DIGEST, Scheduled
 

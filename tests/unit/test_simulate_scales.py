@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
 from label_backfill.dev.simulate import SCALES, fleet_scale, main, scale_of
 from label_backfill.naming import database_name
 
