@@ -9,7 +9,7 @@ PIP_LOCKED := $(BIN)/python -m pip install --quiet --require-hashes --only-binar
 # `python3 -m venv` needs ensurepip, which Debian ships apart from python3 (package python3-venv).
 VENV_APT := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv
 
-.PHONY: setup check-locks venv tools lock compose-env pin-images test test-package test-ui test-unit test-integration lint demo demo-fleet bench airflow clean stack-down
+.PHONY: setup check-locks venv tools lock compose-env pin-images test test-package test-ui test-scheduler test-unit test-integration lint demo demo-fleet bench airflow clean stack-down
 
 setup: check-locks $(STAMP)
 
@@ -79,6 +79,11 @@ test-ui: setup
 	@bash scripts/ensure-chromium.sh "$(CHROMIUM_VERSION)"
 	$(PIP_LOCKED) -r requirements-ui.lock
 	$(BIN)/pytest -m ui tests/ui
+
+# The fleet and the customer leases under a real Airflow (scheduler, LocalExecutor, triggerer; started and
+# stopped by the tests, REST API only): a few minutes; CI runs it after make test-ui.
+test-scheduler: setup
+	$(BIN)/pytest -m scheduler tests/scheduler
 
 # Airflow 3 UI on the embedded stack: http://127.0.0.1:8080, user admin, password in .local/airflow-ui-password.
 airflow: setup

@@ -8,7 +8,8 @@ the same range after a delete (the floor); the drift check on the repaired (clea
 with 1% stale labels; Airflow's own cost of 49 empty mapped tasks under the same runner
 (benchmarks/dags/bench_empty_mapped.py). Each phase records the load average at its start and end (the
 machine may be shared). Prints a table, the issue's goals (met / not met) and writes
-benchmarks/results/<timestamp>.json.
+benchmarks/results/<timestamp>.json. Then the scheduler phases (benchmarks/bench_scheduler.py: 49 days under
+the real scheduler, local and Kubernetes) and the fleet phases (benchmarks/bench_fleet.py).
 """
 
 from __future__ import annotations
@@ -311,6 +312,9 @@ def main() -> int:
     import bench_scheduler  # issue 14 goals 2 and 4: 49 days under the real scheduler, local and Kubernetes
 
     bench_scheduler.run()
+    import bench_fleet  # the fleet phases (many small customers): their own folders, table and JSON
+
+    bench_fleet.run()
     return 0
 
 

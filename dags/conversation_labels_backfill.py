@@ -297,7 +297,11 @@ def conversation_labels_backfill() -> None:
         task_id="claim_customer",
         lease_wait=SETTINGS.lease_wait_seconds,
         poke_interval=SETTINGS.lease_poke_seconds,
-        retries=0,
+        # the refusal after lease_wait is final (AirflowFailException: no retry); a retry covers Airflow's race
+        # that fails a reschedule-mode sensor whose previous poke's executor event arrives after the next poke
+        # was queued (apache/airflow#71172, seen here under load with a 2 s poke: "finished with state
+        # success, but the task instance's state attribute is queued")
+        retries=2,
         # a failed setup stops its whole scope, verify included: the refusal's alert is sent from here
         on_failure_callback=alerts.on_failure(SETTINGS, lb_settings.BACKFILL_DAG_ID),
     )

@@ -217,9 +217,9 @@ def conversation_labels_fleet_backfill() -> None:
         """The fleet's plan (report + label); returns the repairs to trigger (none for a dry run)."""
         ctx = get_current_context()
         plans = [p for p in (plans or []) if p]
+        ctx["fleet_label"] = fleet.plan_line(plans, validated["dry_run"])  # type: ignore[typeddict-unknown-key]
         doc = fleet.document(ctx["run_id"], {**validated, "dry_run": True}, plans, [])
-        ctx["fleet_label"] = fleet.summary_line(doc)  # type: ignore[typeddict-unknown-key]
-        log.info("fleet plan:\n%s", fleet.render_markdown(doc))
+        log.info("%s\n%s", ctx["fleet_label"], fleet.render_markdown(doc))
         if validated["dry_run"]:
             return []
         return [

@@ -297,6 +297,20 @@ def summary_line(doc: Mapping[str, Any]) -> str:
     return " · ".join(x for x in (doc["verdict"], counts, would) if x)
 
 
+def plan_line(plans: Iterable[Mapping[str, Any]], dry_run: bool) -> str:
+    """The plan in one line (``fleet_plan``'s label): what a dry run would do, or what the repair will do."""
+    t = totals(plans)
+    head = "DRY RUN" if dry_run else "PLAN"
+    verb = "would delete" if dry_run else "deleting"
+    parts = [
+        f"{t['to_repair']} of {t['customers']} customer(s) to repair",
+        f"{t['refused']} refused" if t["refused"] else "",
+        f"{t['not_checked']} not checked" if t["not_checked"] else "",
+        f"{verb} {t['delete_rows']:,} rows, rewriting {t['rewrite_rows']:,}",
+    ]
+    return " · ".join([head, *[p for p in parts if p]])
+
+
 def render_markdown(doc: Mapping[str, Any]) -> str:
     t = doc["totals"]
     lines = [

@@ -126,3 +126,11 @@ def test_the_fleet_is_green_only_when_every_customer_is_exact():
     assert fleet.document("run", {"dry_run": False}, [], [exact])["ok"]
     assert not fleet.document("run", {"dry_run": False}, [], [])["ok"]  # nothing checked is never green
     assert "| alaska-air |" in fleet.render_markdown(doc)
+
+
+def test_the_plan_line_says_what_the_run_will_do():
+    plans = [plan(fleet.PLAN_REPAIR), plan(fleet.PLAN_REFUSED, customer="sun-country", problems=["x"])]
+    assert fleet.plan_line(plans, True) == (
+        "DRY RUN · 1 of 2 customer(s) to repair · 1 refused · would delete 10 rows, rewriting 9"
+    )
+    assert fleet.plan_line(plans, False).startswith("PLAN · 1 of 2 customer(s) to repair")

@@ -1,8 +1,10 @@
 """Simulate the production incident on real Postgres and ClickHouse, deterministically for a seed.
 
 1. Create profiles, users and conversations (``small``: 3 customers x 14 days x 2,500 a day;
-   ``alaska``: one customer, 1.5M conversations over 2026-01-01..2026-02-18).
-2. Label them with the reference job in watermark mode, one run per day, as the cron would.
+   ``alaska``: one customer, 1.5M conversations over 2026-01-01..2026-02-18; ``fleet``: ``--customers N``
+   customers ``fleet-000``... (default 10) x 14 days x 200 a day, for the fleet benchmarks).
+2. Label them with the reference job in watermark mode, one run per day, as the cron would (``fleet``: one
+   range run per customer over the 14 days, so that many customers seed quickly).
 3. Apply what happened in production afterwards: agent re-assignments, ``reservations-chat`` ->
    ``reservations`` reclassification, agents flagged as dev users, ``ended_at`` set back to null, source
    changes, conversations that were still open when labeled and ended later.
@@ -53,6 +55,7 @@ class Scale:
     days: DayRange
     per_day: int
     agents: int
+    cron: bool = True  # label day by day with the watermark; False: one range run per customer
 
 
 SCALES = {
@@ -66,6 +69,31 @@ SCALES = {
         (("alaska-air", "us-east-1"),), DayRange(dt.date(2026, 1, 1), dt.date(2026, 2, 18)), 30_612, 1_500
     ),
 }
+FLEET_SCALE = "fleet"
+FLEET_CUSTOMERS = 10  # the fleet scale's default; the seeds have 88 profiles
+
+
+def fleet_scale(customers: int = FLEET_CUSTOMERS) -> Scale:
+    """``customers`` small customers (``fleet-000``, ...; two regions) over 2026-02-01..14, 200 a day."""
+    if customers < 1:
+        raise ValueError(f"the fleet scale needs at least one customer, not {customers}")
+    regions = ("us-east-1", "us-west-2")
+    return Scale(
+        tuple((f"fleet-{i:03d}", regions[i % 2]) for i in range(customers)),
+        DayRange(dt.date(2026, 2, 1), dt.date(2026, 2, 14)),
+        200,
+        20,
+        cron=False,
+    )
+
+
+def scale_of(name: str, customers: int | None = None) -> Scale:
+    """The named scale; ``customers`` only for the fleet scale."""
+    if name == FLEET_SCALE:
+        return fleet_scale(FLEET_CUSTOMERS if customers is None else customers)
+    if customers is not None:
+        raise ValueError(f"--customers applies to the {FLEET_SCALE} scale only, not {name}")
+    return SCALES[name]
 
 
 @dataclass
@@ -257,6 +285,7 @@ def simulate(
     job_pg: Any | None = None,
     force_non_embedded: bool = False,
     stack: Stack | None = None,
+    customers: int | None = None,
 ) -> Incident:
     """Reset the scale's customers and play the incident.
 
@@ -265,6 +294,7 @@ def simulate(
     :param force_non_embedded: run even when ``pg`` / ``clickhouse`` are not the embedded stack's (``stack``,
         default the one of ``LABEL_BACKFILL_LOCAL_DIR``); without it such targets raise
         :class:`NotEmbeddedError` before anything is written.
+    :param customers: how many customers the ``fleet`` scale creates (default ``FLEET_CUSTOMERS``).
     """
     if not force_non_embedded:
         refuse_unless_embedded(pg, clickhouse, stack)
@@ -272,9 +302,9 @@ def simulate(
         with connect_postgres(pg.info.dsn) as own:
             return simulate(
                 pg, clickhouse, scale_name=scale_name, seed=seed, cluster=cluster, table=table, job_pg=own,
-                force_non_embedded=True,  # checked above
+                force_non_embedded=True, customers=customers,  # checked above
             )  # fmt: skip
-    scale = SCALES[scale_name]
+    scale = scale_of(scale_name, customers)
     rng = np.random.default_rng(seed)
     incident = Incident(scale_name, seed, [c for c, _ in scale.customers], scale.days)
     t = time.monotonic()
@@ -305,6 +335,15 @@ def simulate(
     t = time.monotonic()
     write_table = table or read_table_name(cluster)
     for customer, _ in scale.customers:
+        if not scale.cron:  # many customers: one range run each (the incident's drift comes after)
+            whole = JobConfig(
+                customer=customer,
+                table=write_table,
+                range_start=utc_midnight(scale.days.first),
+                range_end=utc_midnight(scale.days.last + dt.timedelta(days=1)),
+            )
+            incident.labeled_rows += run(whole, job_pg, clickhouse).rows
+            continue
         for day in scale.days.days:  # the cron, once a day, each run picking up from its watermark
             now = utc_midnight(day + dt.timedelta(days=1))
             result = run(
@@ -344,7 +383,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m label_backfill.dev.simulate", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--scale", choices=sorted(SCALES), default="small")
+    parser.add_argument("--scale", choices=sorted([*SCALES, FLEET_SCALE]), default="small")
+    parser.add_argument(
+        "--customers",
+        type=int,
+        help=f"{FLEET_SCALE} scale only: how many customers (default {FLEET_CUSTOMERS})",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--postgres-dsn", help="default: the embedded stack (started if needed)")
     parser.add_argument("--clickhouse-dsn", help="default: the embedded stack's chdb directory")
@@ -356,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
         "and DROPS their ClickHouse databases there)",
     )
     args = parser.parse_args(argv)
+    try:
+        scale_of(args.scale, args.customers)
+    except ValueError as err:
+        parser.error(str(err))
     os.umask(PRIVATE_UMASK)  # the chdb files it writes: the owner's only
     stack = default_stack()
     if not args.force_non_embedded:  # refuse before connecting anywhere
@@ -387,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster=args.clickhouse_cluster,
             force_non_embedded=args.force_non_embedded,
             stack=stack,
+            customers=args.customers,
         )
     print(incident.describe())
     return 0
