@@ -174,7 +174,11 @@ def test_dags_parse_from_the_installed_wheel_with_production_requirements_only(v
     print(f"DAGs parsed in the production virtualenv in {time.monotonic() - started:.1f} s")
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["import_errors"] == {}
-    assert out["dag_ids"] == ["conversation_labels_backfill", "conversation_labels_drift_check"]
+    assert out["dag_ids"] == [
+        "conversation_labels_backfill",
+        "conversation_labels_drift_check",
+        "conversation_labels_fleet_backfill",
+    ]
     assert out["module_errors"] == {}
     site = venv / "lib"
     assert Path(out["library"]).is_relative_to(site), out["library"]  # the wheel, not the repository
