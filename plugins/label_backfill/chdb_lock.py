@@ -135,6 +135,8 @@ class DirectoryLock:
             self._release()
 
     def _acquire(self, what: str) -> float:
+        if self.data_dir in _PINNED:  # this process holds the directory until it exits (pinned_client)
+            return 0.0
         started, state = time.monotonic(), self._state
         if not state.thread_lock.acquire(timeout=self.timeout):
             raise ChdbLockTimeout(
@@ -174,6 +176,8 @@ class DirectoryLock:
                 sleep = min(sleep * 2, _POLL_MAX)
 
     def _release(self) -> None:
+        if self.data_dir in _PINNED:
+            return
         state = self._state
         state.depth -= 1
         try:
@@ -182,6 +186,45 @@ class DirectoryLock:
                 os.close(fd)  # closing the descriptor releases the flock
         finally:
             state.thread_lock.release()
+
+
+# Directories this process holds until it exits (pinned_client): data dir -> (lock fd, the shared client)
+_PINNED: dict[Path, tuple[int, Any]] = {}
+
+
+def pinned_client(open_client: Callable[[], Any], data_dir: Path, timeout: float | None = None) -> Any:
+    """For a process that runs a whole DAG run by itself (``airflow dags test``: its tasks one after another
+    in this process): take the directory once, hold it until the process exits (the kernel releases the
+    ``flock``), and share one open client. Per-call opens (~10-50 ms each, several per day) would otherwise
+    be most of a day's fixed cost, for a lock nobody else may take meanwhile. Another process waits for it
+    (bounded, the message naming this one) exactly as for a per-call holder; a ``LockedChdbClient`` of this
+    process passes through.
+    """
+    data_dir = Path(data_dir).resolve()
+    if data_dir not in _PINNED:
+        lock = DirectoryLock(data_dir, timeout)
+        fd = lock._flock(time.monotonic())
+        since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(
+            fd, f"{_who()} since {since}: a whole DAG run in this process (held until it exits)\n".encode(), 0
+        )
+        _PINNED[data_dir] = (fd, _Shared(open_client()))
+        log.info("chdb directory %s held by this process until it exits (one DAG run in-process)", data_dir)
+    return _PINNED[data_dir][1]
+
+
+class _Shared:
+    """The pinned client as its callers see it: everything but ``close`` (it is shared until exit)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def close(self) -> None:
+        """Shared until the process exits."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
 
 
 _engine_warm = False

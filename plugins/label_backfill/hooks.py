@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from label_backfill.chdb_lock import LockedChdbClient, chdb_path
+from label_backfill.chdb_lock import LockedChdbClient, chdb_path, pinned_client
 from label_backfill.settings import CLICKHOUSE_CONN_ID, POSTGRES_CONN_ID
 
 # psycopg's own keyword arguments (Python objects, not libpq parameters): the hook may pass them
@@ -135,8 +135,9 @@ def clickhouse_client(conn_id: str = CLICKHOUSE_CONN_ID) -> Any:
     refuses an extra that would not connect as written (``client_kwargs.secure``: plain HTTP).
 
     A ``chdb://`` connection (the embedded stack) gets a ``chdb_lock.LockedChdbClient``: the directory is
-    held, across processes, only during each call, so tasks run in parallel. A server connection is the
-    hook's own client, untouched."""
+    held, across processes, only during each call, so tasks run in parallel; inside ``dag.test()``'s
+    in-process loop (one process runs the whole run) a client shared until the process exits
+    (``chdb_lock.pinned_client``). A server connection is the hook's own client, untouched."""
     from airflow.providers.clickhousedb.hooks.clickhouse import ClickHouseHook
 
     _quiet_hook_args_on_chdb()
@@ -146,6 +147,10 @@ def clickhouse_client(conn_id: str = CLICKHOUSE_CONN_ID) -> Any:
     if (data_dir := chdb_path(kwargs)) is not None:
         import clickhouse_connect
 
+        from label_backfill.operators import runs_one_task_at_a_time  # (operators imports this module)
+
+        if runs_one_task_at_a_time():  # airflow dags test: this process runs the whole run, no one beside it
+            return pinned_client(lambda: clickhouse_connect.get_client(**kwargs), data_dir)
         return LockedChdbClient(lambda: clickhouse_connect.get_client(**kwargs), data_dir)
     return hook.get_client()
 
