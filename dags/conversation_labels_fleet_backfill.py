@@ -255,10 +255,10 @@ def conversation_labels_fleet_backfill() -> None:
         plans = [p for p in (ti.xcom_pull(task_ids="plan_customer") or []) if p]
         planned = {p["customer"] + p["start_date"] for p in plans}
         plans += [  # a customer whose plan task died without a result
-            {**r, "status": fleet.PLAN_ERROR, "drifted_days": [], "days": 0, "delete_rows": 0, "rewrite_rows": 0,
-             "outside": 0, "problems": [], "error": "its plan_customer task left no result"}
-            for r in validated["repairs"] if r["customer"] + r["start_date"] not in planned
-        ]  # fmt: skip
+            fleet.not_checked(r, "its plan_customer task left no result")
+            for r in validated["repairs"]
+            if r["customer"] + r["start_date"] not in planned
+        ]
         verdicts = []
         for plan in plans:
             child = None

@@ -152,14 +152,9 @@ def child_run_id(fleet_run_id: str, repair: Mapping[str, str]) -> str:
     return re.sub(r"[^A-Za-z0-9_.~:+-]", "_", raw)[:250]
 
 
-def plan_repair(
-    repair: Mapping[str, str], child_params: Mapping[str, Any], sides: Any, today: dt.date
-) -> dict[str, Any]:
-    """One customer's dry run: the backfill's own preflight (comparison, range edge, guard), nothing written.
-
-    Never raises: an unreachable database, a missing profile or table is this customer's ``NOT CHECKED``.
-    """
-    entry: dict[str, Any] = {
+def not_checked(repair: Mapping[str, str], error: str = "") -> dict[str, Any]:
+    """A customer-range's plan before (or without) its check: ``NOT CHECKED``, nothing counted."""
+    return {
         **repair,
         "status": PLAN_ERROR,
         "drifted_days": [],
@@ -168,8 +163,18 @@ def plan_repair(
         "rewrite_rows": 0,
         "outside": 0,
         "problems": [],
-        "error": "",
+        "error": error,
     }
+
+
+def plan_repair(
+    repair: Mapping[str, str], child_params: Mapping[str, Any], sides: Any, today: dt.date
+) -> dict[str, Any]:
+    """One customer's dry run: the backfill's own preflight (comparison, range edge, guard), nothing written.
+
+    Never raises: an unreachable database, a missing profile or table is this customer's ``NOT CHECKED``.
+    """
+    entry = not_checked(repair)
     try:
         plan = backfill.validate_params(child_conf(repair, child_params), today)
         entry["days"] = len(plan.days)

@@ -297,24 +297,7 @@ class DayRewriteOperator(BaseOperator):
         """
         if runs_one_task_at_a_time():
             return  # nothing else of the run can be at work: the limit holds, and a wait would cost an attempt
-        ti = context["ti"]
-        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id]).get(
-            ti.run_id, {}
-        )
-        ahead = days_ahead(states, ti.task_id, ti.map_index)
-        if len(ahead) >= self.max_parallel_days:
-            self.log.info(
-                "%s earlier day(s) not finished, max_parallel_days=%s: waiting (map indexes %s)",
-                len(ahead),
-                self.max_parallel_days,
-                sorted(ahead),
-            )
-            if any(state in STARTING_STATES for state in ahead.values()):
-                delay = _RESCHEDULE_SOON_SECONDS  # a day ahead is only about to start: the line moves soon
-            else:  # the days ahead work: the further back in line, the longer until a turn can come
-                behind = len(ahead) - self.max_parallel_days
-                delay = min(_RESCHEDULE_SECONDS + behind, _RESCHEDULE_MAX_SECONDS)
-            raise AirflowRescheduleException(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))
+        wait_for_turn(context, self.max_parallel_days, "max_parallel_days")
 
     def clear_day_before_write(self) -> None:
         day = DayRange(parse_day(self.day, "day"), parse_day(self.day, "day"))
@@ -524,7 +507,7 @@ class CustomerRepairOperator(TriggerDagRunOperator):
         self.max_parallel_customers = int(max_parallel_customers)
 
     def execute(self, context: Any) -> Any:
-        wait_for_turn(context, self.max_parallel_customers, "repair")
+        wait_for_turn(context, self.max_parallel_customers, "max_parallel_customers")
         ti, run_id = context["ti"], str(self.trigger_run_id)
         if ti.get_dr_count(dag_id=self.trigger_dag_id, run_ids=[run_id]):
             state = str(getattr(s := ti.get_dagrun_state(self.trigger_dag_id, run_id), "value", s))
@@ -551,11 +534,13 @@ class CustomerRepairOperator(TriggerDagRunOperator):
         return super().execute(context)
 
 
-def wait_for_turn(context: Any, limit: int, what: str) -> None:
-    """Reschedule this mapped task while ``limit`` or more of the instances before it are unfinished.
+def wait_for_turn(context: Any, limit: int, limit_name: str) -> None:
+    """Reschedule this mapped task while ``limit`` or more of the instances before it are unfinished: the
+    turn of the days (``DayRewriteOperator.wait_for_turn``, which says why it is race-free) and of the
+    fleet's customers (``CustomerRepairOperator``).
 
-    Race-free for the reasons ``DayRewriteOperator.wait_for_turn`` gives (the earliest unfinished one always
-    passes; the latest at work counted all the others)."""
+    :param limit_name: the param that set ``limit``, for the log.
+    """
     ti = context["ti"]
     states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id]).get(
         ti.run_id, {}
@@ -564,18 +549,16 @@ def wait_for_turn(context: Any, limit: int, what: str) -> None:
     if len(ahead) < limit:
         return
     log.info(
-        "%s earlier %s(s) not finished, limit %s: waiting (map indexes %s)",
+        "%s earlier instance(s) not finished, %s=%s: waiting (map indexes %s)",
         len(ahead),
-        what,
+        limit_name,
         limit,
         sorted(ahead),
     )
-    soon = any(state in STARTING_STATES for state in ahead.values())
-    delay = (
-        _RESCHEDULE_SOON_SECONDS
-        if soon
-        else min(_RESCHEDULE_SECONDS + len(ahead) - limit, _RESCHEDULE_MAX_SECONDS)
-    )
+    if any(state in STARTING_STATES for state in ahead.values()):
+        delay = _RESCHEDULE_SOON_SECONDS  # one ahead is only about to start: the line moves soon
+    else:  # the ones ahead work: the further back in line, the longer until a turn can come
+        delay = min(_RESCHEDULE_SECONDS + len(ahead) - limit, _RESCHEDULE_MAX_SECONDS)
     raise AirflowRescheduleException(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))
 
 
