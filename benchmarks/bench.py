@@ -29,13 +29,15 @@ LOCAL = Path(os.environ.get("LABEL_BACKFILL_BENCH_DIR", REPO / ".local" / "bench
 CUSTOMER, FIRST, LAST, DB = "alaska-air", "2026-01-01", "2026-02-18", "alaska_air_us_east_1"
 
 
-def stack_env() -> dict[str, str]:
-    """The same environment make demo / make airflow use, under the bench's own folder."""
+def stack_env(folder: Path = LOCAL, **extra: str) -> dict[str, str]:
+    """The same environment make demo / make airflow use (scripts/airflow-env.sh), under ``folder`` (the
+    bench's own by default), with ``extra`` set before the script runs."""
     env = {
         **os.environ,
-        "LABEL_BACKFILL_LOCAL_DIR": str(LOCAL),
-        "AIRFLOW_HOME": str(LOCAL / "airflow"),
-        "LABEL_BACKFILL_REPORT_DIR": str(LOCAL / "reports"),
+        "LABEL_BACKFILL_LOCAL_DIR": str(folder),
+        "AIRFLOW_HOME": str(folder / "airflow"),
+        "LABEL_BACKFILL_REPORT_DIR": str(folder / "reports"),
+        **extra,
     }
     out = subprocess.run(
         ["bash", "-c", f"source {REPO}/scripts/airflow-env.sh >/dev/null && env -0"],

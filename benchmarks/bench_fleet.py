@@ -44,29 +44,14 @@ sys.path.insert(0, str(REPO / "plugins"))
 from label_backfill.dev.airflow_api import AirflowApi  # noqa: E402  (stdlib only: no chdb, no Airflow)
 from label_backfill.reports import safe_name  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import stack_env  # noqa: E402  (the same environment as the other phases)
+
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _env(folder: Path, **extra: str) -> dict[str, str]:
-    """The environment make demo / make airflow use (scripts/airflow-env.sh), under ``folder``."""
-    env = {
-        **os.environ,
-        "LABEL_BACKFILL_LOCAL_DIR": str(folder),
-        "AIRFLOW_HOME": str(folder / "airflow"),
-        "LABEL_BACKFILL_REPORT_DIR": str(folder / "reports"),
-        **extra,
-    }
-    out = subprocess.run(
-        ["bash", "-c", f"source {REPO}/scripts/airflow-env.sh >/dev/null && env -0"],
-        env=env,
-        check=True,
-        capture_output=True,
-    ).stdout
-    return dict(item.split("=", 1) for item in out.decode().split("\0") if "=" in item)
 
 
 def _run(argv: list[str], env: dict[str, str], what: str) -> tuple[str, float]:
@@ -94,7 +79,7 @@ def _when(value: str) -> float:
 def fleet_repair(customers: int, timeout: float) -> dict[str, Any]:
     """(a): seed, start Airflow, one fleet repair of every customer, stop Airflow."""
     folder = LOCAL / "repair"
-    env = _env(folder, AIRFLOW_PORT=str(_free_port()), AIRFLOW_READY_TIMEOUT="300")
+    env = stack_env(folder, AIRFLOW_PORT=str(_free_port()), AIRFLOW_READY_TIMEOUT="300")
     stop = ["bash", "scripts/airflow.sh", "stop"]
     subprocess.run(stop, env=env, cwd=REPO, capture_output=True, check=False)  # an earlier bench's instance
     print(
@@ -158,7 +143,7 @@ def fleet_repair(customers: int, timeout: float) -> dict[str, Any]:
 def drift_check(customers: int) -> dict[str, Any]:
     """(b): seed, then the drift check over every profile with ``airflow dags test``."""
     folder = LOCAL / "drift"
-    env = _env(folder)
+    env = stack_env(folder)
     print(
         f"(b) drift check: {customers} customers x {FIRST}..{LAST}, airflow dags test ({folder})", flush=True
     )

@@ -25,19 +25,26 @@ def _customer() -> str:
     return f"lease-{uuid.uuid4().hex[:8]}"
 
 
-def test_one_claim_wins_when_many_claim_at_once(leases):
-    customer, barrier, won = _customer(), threading.Barrier(8), []
+def _claim_at_once(leases, customer: str, runs: int, finished) -> list[int]:
+    """``runs`` threads claim ``customer`` at the same moment (run ids ``run-<i>``); the i of each winner."""
+    barrier, won = threading.Barrier(runs), []
 
     def claim(i: int) -> None:
         barrier.wait()
-        if leases.claim(customer, "dag", f"run-{i}", _never_finished) is None:
+        if leases.claim(customer, "dag", f"run-{i}", finished) is None:
             won.append(i)
 
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(runs)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return won
+
+
+def test_one_claim_wins_when_many_claim_at_once(leases):
+    customer = _customer()
+    won = _claim_at_once(leases, customer, 8, _never_finished)
     assert len(won) == 1
     assert leases.holder(customer).run_id == f"run-{won[0]}"
 
@@ -65,21 +72,12 @@ def test_only_the_holder_releases(leases):
 
 
 def test_a_finished_holder_is_taken_over_once(leases):
-    customer, barrier, won = _customer(), threading.Barrier(4), []
+    customer = _customer()
     leases.claim(customer, "dag", "crashed", _never_finished)
 
     def finished(dag_id: str, run_id: str) -> bool:
         return run_id == "crashed"
 
-    def claim(i: int) -> None:
-        barrier.wait()
-        if leases.claim(customer, "dag", f"run-{i}", finished) is None:
-            won.append(i)
-
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    won = _claim_at_once(leases, customer, 4, finished)
     assert len(won) == 1
     assert leases.holder(customer).run_id == f"run-{won[0]}"
