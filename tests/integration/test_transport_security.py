@@ -2,7 +2,7 @@
 
 The DAG tasks reach Postgres three ways: the provider's ``PostgresHook`` (psycopg), the comparison's
 drifted-day reads through ADBC (``hooks.arrow_postgres(hooks.postgres_dsn(...))``), and the local runner's
-job (``label_conversations.connect_postgres(hooks.postgres_dsn(...))``). A connection that asks for TLS must
+job (on a connection of the same ``hooks.arrow_postgres``) or the job alone (``label_conversations.connect_postgres``). A connection that asks for TLS must
 get it on all three, or fail on all three. The server with a certificate is ``tests/fakes/pg_tls.py``.
 """
 
@@ -40,7 +40,7 @@ def _adbc_local_runner(conn_id: str) -> tuple[Any, ...]:
     from label_backfill import hooks
     from label_conversations import connect_postgres
 
-    with connect_postgres(hooks.postgres_dsn(conn_id)) as conn, conn.cursor() as cur:
+    with connect_postgres(hooks.postgres_dsn(conn_id)) as conn, conn.cursor() as cur:  # the job's own CLI
         cur.execute(QUERY)
         return cur.fetchone()
 
@@ -70,6 +70,16 @@ def outcomes(paths: dict[str, Callable[[str], tuple[Any, ...]]] = PATHS) -> dict
         except Exception as err:  # noqa: BLE001 - the message is what the test compares
             found[name] = f"{type(err).__name__}: {err}"
     return found
+
+
+@pytest.fixture(autouse=True)
+def fresh_connections():
+    """Every path connects anew (the comparison's ADBC connections are pooled within a process)."""
+    from label_backfill import hooks
+
+    hooks.close_arrow_connections()
+    yield
+    hooks.close_arrow_connections()
 
 
 @pytest.fixture(scope="module")

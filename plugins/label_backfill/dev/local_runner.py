@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from label_backfill.chdb_lock import process_totals
-from label_backfill.hooks import clickhouse_client, postgres_dsn
+from label_backfill.hooks import arrow_postgres, clickhouse_client, postgres_dsn
 from label_backfill.operators import DayRewriteOperator
 
 FAIL_DAYS_VAR = "LABEL_BACKFILL_LOCAL_FAIL_DAYS"
@@ -76,7 +76,7 @@ class LabelDayLocalOperator(DayRewriteOperator):
         self.write_table = write_table
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from label_conversations import JobConfig, connect_postgres, run
+        from label_conversations import JobConfig, run
 
         self.wait_for_turn(context)
         self.clear_day_before_write()
@@ -89,7 +89,7 @@ class LabelDayLocalOperator(DayRewriteOperator):
                 _FailAfterFirstBlock(client, self.day),
                 dataclasses.replace(config, slice_hours=1),
             )
-        with connect_postgres(postgres_dsn(self.postgres_conn_id)) as pg:
+        with arrow_postgres(postgres_dsn(self.postgres_conn_id)) as pg:
             result = run(config, pg, client)
         self.log.info("%s: wrote %s rows (job run %s)", self.day, result.rows, result.run_id)
         self.log.info("chdb lock: %s", process_totals())
