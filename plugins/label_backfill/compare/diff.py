@@ -109,9 +109,7 @@ def diff_fingerprints(pg: pa.Table, ch: pa.Table) -> DayDiff | None:
             result = results.setdefault(day, DayResult(date=day))
             for field in fields:
                 setattr(result, field, getattr(result, field) + int(n))
-    return {
-        d: (r, found[d][1] if d in found else {k: [] for k in KINDS}) for d, r in sorted(results.items())
-    }
+    return {d: (r, found[d][1] if d in found else {k: [] for k in KINDS}) for d, r in sorted(results.items())}
 
 
 def _diff_codes(pg: pa.Table, ch: pa.Table) -> DayDiff | None:
