@@ -113,7 +113,8 @@ def _runner() -> tuple[type, dict]:
         # the embedded stack's runner, loaded only when asked for (a setting: no I/O at parse time)
         from label_backfill.dev.local_runner import LabelDayLocalOperator
 
-        return LabelDayLocalOperator, {**common, "write_table": SETTINGS.read_table}
+        # the rows a day wrote are in its log and the run's report: no XCom per day (~17 ms of Airflow's each)
+        return LabelDayLocalOperator, {**common, "write_table": SETTINGS.read_table, "do_xcom_push": False}
     from label_backfill.k8s_day import LabelDayKubernetesOperator  # the Kubernetes client: only when used
 
     return LabelDayKubernetesOperator, {

@@ -299,9 +299,11 @@ class DayRewriteOperator(BaseOperator):
             return  # nothing else of the run can be at work: the limit holds, and a wait would cost an attempt
         wait_for_turn(context, self.max_parallel_days, "max_parallel_days")
 
-    def clear_day_before_write(self) -> None:
+    def clear_day_before_write(self, client: Any | None = None) -> None:
+        """:param client: the attempt's ClickHouse client, when the runner has one already."""
         day = DayRange(parse_day(self.day, "day"), parse_day(self.day, "day"))
-        table = LabelTable(clickhouse_client(self.clickhouse_conn_id), self.database, self.cluster)
+        client = client if client is not None else clickhouse_client(self.clickhouse_conn_id)
+        table = LabelTable(client, self.database, self.cluster)
         left = table.row_count(self.customer, day)
         if not left:
             return

@@ -75,13 +75,13 @@ class LabelDayLocalOperator(DayRewriteOperator):
         super().__init__(**kwargs)
         self.write_table = write_table
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Any) -> None:
         from label_conversations import JobConfig, run
 
         self.wait_for_turn(context)
-        self.clear_day_before_write()
-        config = dataclasses.replace(JobConfig.from_env(self.day_job_env()), table=self.write_table)
         client = clickhouse_client(self.clickhouse_conn_id)
+        self.clear_day_before_write(client)
+        config = dataclasses.replace(JobConfig.from_env(self.day_job_env()), table=self.write_table)
         try_number = context["ti"].try_number
         if FaultInjection.from_env().fails(self.day, try_number):
             self.log.warning("fault injection: %s fails after a partial write (try %s)", self.day, try_number)
@@ -93,4 +93,3 @@ class LabelDayLocalOperator(DayRewriteOperator):
             result = run(config, pg, client)
         self.log.info("%s: wrote %s rows (job run %s)", self.day, result.rows, result.run_id)
         self.log.info("chdb lock: %s", process_totals())
-        return {"day": self.day, "rows": result.rows}
