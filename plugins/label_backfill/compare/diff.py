@@ -62,60 +62,9 @@ def diff_rows(pg: pa.Table, ch: pa.Table) -> DayDiff:
 
 
 def diff_fingerprints(pg: pa.Table, ch: pa.Table) -> DayDiff | None:
-    """``diff_joined`` for ``FINGERPRINT_SCHEMA`` tables. None when Postgres repeats an id (then ``diff_joined``).
-
-    First the rows that agree are set aside on the fingerprint alone (sorted integers, no string hashed): a
-    Postgres row with exactly one ClickHouse row of its fingerprint, the two ids checked equal string by
-    string. Every id with any other row on either side is then diffed on codes (``_diff_codes``), and the
-    rows set aside are counted as agreeing on their days. When fingerprints repeat on the Postgres side or
-    two different ids share one, the whole tables go to ``_diff_codes``: never a shortcut on a coincidence.
-    """
-    n_pg = pg.num_rows
-    pg_fp = pg[FINGERPRINT].fill_null(_NULL_FINGERPRINT).to_numpy()
-    ch_fp = ch[FINGERPRINT].fill_null(_NULL_FINGERPRINT).to_numpy()
-    order = np.argsort(pg_fp)
-    sorted_fp = pg_fp[order]
-    if not n_pg or not ch.num_rows or np.any(sorted_fp[1:] == sorted_fp[:-1]):
-        return _diff_codes(pg, ch)
-    ch_order = np.argsort(ch_fp)  # sorted look-ups walk the Postgres side once (cache-friendly)
-    ch_sorted = ch_fp[ch_order]
-    at = np.minimum(np.searchsorted(sorted_fp, ch_sorted), n_pg - 1)
-    found_sorted = (sorted_fp[at] == ch_sorted) & (ch_sorted != _NULL_FINGERPRINT)
-    ch_hit, pg_of_hit = ch_order[found_sorted], order[at[found_sorted]]
-    hit = np.zeros(ch.num_rows, dtype=bool)
-    hit[ch_hit] = True
-    same_id = pc.equal(ch[KEY].take(pa.array(ch_hit)), pg[KEY].take(pa.array(pg_of_hit)))
-    if ch_hit.size and not pc.all(same_id).as_py():
-        return _diff_codes(pg, ch)
-    partners = np.bincount(pg_of_hit, minlength=n_pg)
-    unsettled = pa.concat_arrays(
-        [
-            pg[KEY].filter(pa.array(partners != 1)).combine_chunks(),
-            ch[KEY].filter(pa.array(~hit)).combine_chunks(),
-        ]
-    ).unique()
-    pg_open = pc.is_in(pg[KEY], value_set=unsettled)
-    ch_open = pc.is_in(ch[KEY], value_set=unsettled)
-    found = _diff_codes(pg.filter(pg_open), ch.filter(ch_open))
-    if found is None:
-        return None
-    results = {d: r for d, (r, _) in found.items()}
-    for table, fields in (
-        (pg.filter(pc.invert(pg_open)), ("pg_eligible",)),
-        (ch.filter(pc.invert(ch_open)), ("ch_rows", "ch_distinct")),
-    ):
-        for d, n in zip(*np.unique(_days(table), return_counts=True), strict=True):
-            day = _EPOCH + dt.timedelta(days=int(d))
-            result = results.setdefault(day, DayResult(date=day))
-            for field in fields:
-                setattr(result, field, getattr(result, field) + int(n))
-    return {d: (r, found[d][1] if d in found else {k: [] for k in KINDS}) for d, r in sorted(results.items())}
-
-
-def _diff_codes(pg: pa.Table, ch: pa.Table) -> DayDiff | None:
-    """``diff_fingerprints`` on integer codes instead of strings: both sides' ids are dictionary-encoded once,
-    then every kind is an array look-up (set membership = a count per code, stale = the Postgres fingerprint
-    of the code). None when Postgres repeats an id."""
+    """``diff_joined`` for ``FINGERPRINT_SCHEMA`` tables, on integer codes instead of strings: both sides' ids
+    are dictionary-encoded once, then every kind is an array look-up (set membership = a count per code,
+    stale = the Postgres fingerprint of the code). None when Postgres repeats an id (then ``diff_joined``)."""
     n_pg = pg.num_rows
     encoded = pc.dictionary_encode(
         pa.chunked_array([*pg[KEY].chunks, *ch[KEY].chunks], type=pa.string()).combine_chunks()
