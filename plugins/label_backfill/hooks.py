@@ -163,7 +163,7 @@ def clickhouse_client(conn_id: str = CLICKHOUSE_CONN_ID) -> Any:
 # round). A forked child gets its own pool, never its parent's sockets.
 _ARROW_POOLS: dict[tuple[int, str], Any] = {}
 _ARROW_POOLS_LOCK = threading.Lock()
-_ARROW_POOLS_CLOSE_AT_EXIT: list[bool] = []
+_arrow_pools_close_at_exit = False
 ARROW_POOL_SIZE = 4  # idle connections kept: a comparison reads with at most 3 at once
 
 
@@ -171,11 +171,12 @@ def _arrow_pool(dsn: str) -> Any:
     import adbc_driver_postgresql.dbapi
     from sqlalchemy.pool import QueuePool
 
+    global _arrow_pools_close_at_exit
     key = (os.getpid(), dsn)
     with _ARROW_POOLS_LOCK:
-        if not _ARROW_POOLS_CLOSE_AT_EXIT:
+        if not _arrow_pools_close_at_exit:
             atexit.register(close_arrow_connections)  # idle connections close cleanly when the process ends
-            _ARROW_POOLS_CLOSE_AT_EXIT.append(True)
+            _arrow_pools_close_at_exit = True
         if key not in _ARROW_POOLS:
             _ARROW_POOLS[key] = QueuePool(
                 lambda: adbc_driver_postgresql.dbapi.connect(dsn),
