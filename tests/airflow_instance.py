@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -124,7 +125,33 @@ def run_on_stack(airflow: AirflowUnderTest, code: str, *args: str, timeout: floa
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _kill_leftovers(pids_file: Path) -> None:
+# Every row of <database>.conversation_with_labels (labeled_at included), as a count and a SHA-256
+_TABLE_DIGEST = (
+    "import hashlib\n"
+    "rows = stack.clickhouse_client().query(\n"
+    "    f'SELECT * FROM {args[0]}.conversation_with_labels ORDER BY ALL').result_rows\n"
+    "print(json.dumps({'rows': len(rows), 'sha256': hashlib.sha256(repr(rows).encode()).hexdigest()}))\n"
+)
+
+
+def table_digest(airflow: AirflowUnderTest, database: str, timeout: float = 180) -> dict:
+    """Every row of ``<database>.conversation_with_labels`` (labeled_at included) as a count and a SHA-256,
+    read through :func:`run_on_stack` (the chdb lock the tasks take per call): equal digests, unchanged table."""
+    return run_on_stack(airflow, _TABLE_DIGEST, database, timeout=timeout)
+
+
+def skip_unless_selected(config: pytest.Config, items: list[pytest.Item], marker: str, how: str) -> None:
+    """A tier that starts Airflow runs only when its marker is selected (``-m <marker>``); ``how`` says how."""
+    if re.search(rf"(?<!not )\b{marker}\b", config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason=how)
+    for item in items:
+        if item.get_closest_marker(marker):
+            item.add_marker(skip)
+
+
+def kill_leftovers(pids_file: Path) -> None:
+    """Kill what ``scripts/airflow.sh`` recorded in its pids file (the supervisor, the components' groups)."""
     if not pids_file.exists():
         return
     for line in pids_file.read_text().splitlines():
@@ -173,7 +200,7 @@ def airflow_instance(
             )
         except subprocess.TimeoutExpired:
             pass
-        _kill_leftovers(pids)
+        kill_leftovers(pids)
         shutil.rmtree(logs, ignore_errors=True)
         logs.mkdir(parents=True, exist_ok=True)
         for log in [*(root / "airflow" / "run").glob("*.log"), root / "stack" / "airflow.out"]:

@@ -84,6 +84,15 @@ def pg(stack):
         yield conn
 
 
+@pytest.fixture
+def incident(stack, ch, pg):
+    """The small simulated incident (seed 7: alaska-air and its neighbours drifted); a module that needs
+    another one defines its own ``incident``."""
+    from label_backfill.dev.simulate import simulate
+
+    return simulate(pg, ch, scale_name="small", seed=7)
+
+
 @pytest.fixture(scope="session")
 def airflow_db():
     """An initialised Airflow metadata database (SQLite) for dag.test()."""

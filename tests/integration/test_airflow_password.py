@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.airflow_instance import kill_leftovers
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.integration
@@ -126,7 +126,7 @@ def test_password_is_in_a_private_file_never_on_a_command_line_nor_printed(tmp_p
         outputs.append(stopped.stdout + stopped.stderr)
         watcher.stop.set()
         watcher.join(10)
-        _kill_leftovers(root / "stack" / "airflow.pids")
+        kill_leftovers(root / "stack" / "airflow.pids")
         subprocess.run(
             [str(REPO / ".venv" / "bin" / "python"), "-m", "label_backfill.dev.stack", "clean"],
             cwd=REPO,
@@ -147,20 +147,6 @@ def test_password_is_in_a_private_file_never_on_a_command_line_nor_printed(tmp_p
     }
     assert holders == {"stack/airflow-ui-password", "airflow/simple_auth_manager_passwords.json"}
     assert oct((root / "airflow" / "simple_auth_manager_passwords.json").stat().st_mode & 0o777) == "0o600"
-
-
-def _kill_leftovers(pids_file: Path) -> None:
-    if not pids_file.exists():
-        return
-    for line in pids_file.read_text().splitlines():
-        try:
-            name, pid = line.split()
-            if name == "supervisor":
-                os.kill(int(pid), signal.SIGKILL)
-            else:
-                os.killpg(int(pid), signal.SIGKILL)
-        except (ValueError, ProcessLookupError, PermissionError):
-            pass
 
 
 def test_set_password_reads_stdin_and_writes_a_private_file(tmp_path):

@@ -24,13 +24,6 @@ DB = "alaska_air_us_east_1"
 RANGE = {"customer": "alaska-air", "start_date": "2026-02-02", "end_date": "2026-02-04"}
 
 
-@pytest.fixture
-def incident(stack, ch, pg):
-    from label_backfill.dev.simulate import simulate
-
-    return simulate(pg, ch, scale_name="small", seed=7)
-
-
 class Responder(threading.Thread):
     """Answers the first ``approve_delete`` request of the DAG that waits for input: ``option`` as user
     ``admin``, or (``option=None``) the scheduler's timeout sweep once the request's deadline passed."""

@@ -14,13 +14,6 @@ DAG_ID = "conversation_labels_backfill"
 DB = "alaska_air_us_east_1"
 
 
-@pytest.fixture
-def incident(stack, ch, pg):
-    from label_backfill.dev.simulate import simulate
-
-    return simulate(pg, ch, scale_name="small", seed=7)
-
-
 def compare_range(pg, ch, first: str, last: str, customer: str = "alaska-air", database: str = DB):
     import datetime as dt
 

@@ -18,13 +18,6 @@ DAG_ID = "conversation_labels_backfill"
 DB = "alaska_air_us_east_1"
 
 
-@pytest.fixture
-def incident(stack, ch, pg):
-    from label_backfill.dev.simulate import simulate
-
-    return simulate(pg, ch, scale_name="small", seed=7)
-
-
 def conf(**overrides):
     return {"customer": "alaska-air", "start_date": "2026-02-02", "end_date": "2026-02-04", **overrides}
 

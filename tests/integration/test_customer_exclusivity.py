@@ -22,13 +22,6 @@ DB = "alaska_air_us_east_1"
 
 
 @pytest.fixture
-def incident(stack, ch, pg):
-    from label_backfill.dev.simulate import simulate
-
-    return simulate(pg, ch, scale_name="small", seed=7)
-
-
-@pytest.fixture
 def holder(airflow_db, stack):
     """A running backfill of alaska-air that holds its lease (as if its days were being rewritten)."""
     from airflow import settings

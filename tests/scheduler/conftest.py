@@ -8,14 +8,21 @@ They run only when asked for (``pytest -m scheduler tests/scheduler``, ``make te
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from label_backfill.dev.airflow_api import AirflowApi
 
-from tests.airflow_instance import REPO, AirflowUnderTest, airflow_instance, run_on_stack, seed_small
+from tests.airflow_instance import (
+    REPO,
+    AirflowUnderTest,
+    airflow_instance,
+    run_on_stack,
+    seed_small,
+    skip_unless_selected,
+    table_digest,
+)
 
 ARTIFACTS = REPO / "artifacts" / "scheduler"
 REFUSED_CUSTOMER, REFUSED_DAY = "sun-country", "2026-02-05"  # Postgres lost this day: the guard refuses it
@@ -29,22 +36,12 @@ ENV = {
     # machine (apache/airflow#71172: the scheduler fails the sensor on every poke, retries or not)
     "LABEL_BACKFILL_LEASE_POKE_SECONDS": "20",
 }
-TABLE_DIGEST = (
-    "import hashlib\n"
-    "rows = stack.clickhouse_client().query(\n"
-    "    f'SELECT * FROM {args[0]}.conversation_with_labels ORDER BY ALL').result_rows\n"
-    "print(json.dumps({'rows': len(rows), 'sha256': hashlib.sha256(repr(rows).encode()).hexdigest()}))\n"
-)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    markexpr = config.getoption("markexpr") or ""
-    if re.search(r"(?<!not )\bscheduler\b", markexpr):
-        return
-    skip = pytest.mark.skip(reason="starts Airflow: run it with `pytest -m scheduler tests/scheduler`")
-    for item in items:
-        if item.get_closest_marker("scheduler"):
-            item.add_marker(skip)
+    skip_unless_selected(
+        config, items, "scheduler", "starts Airflow: run it with `pytest -m scheduler tests/scheduler`"
+    )
 
 
 @dataclass
@@ -76,7 +73,7 @@ def scheduled(request: pytest.FixtureRequest) -> Iterator[Scheduled]:
 
     def prepare(airflow: AirflowUnderTest) -> None:
         _prepare(airflow)
-        before.update(run_on_stack(airflow, TABLE_DIGEST, "sun_country_us_east_1"))
+        before.update(table_digest(airflow, "sun_country_us_east_1"))
 
     logs = ARTIFACTS / "logs" / request.module.__name__.rsplit(".", 1)[-1]
     with airflow_instance("scheduler", ENV, prepare, logs) as airflow:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from label_backfill.reports import safe_name
 
-from tests.airflow_instance import run_on_stack
-from tests.scheduler.conftest import FAULT_DAY, REFUSED_CUSTOMER, REFUSED_DAY, TABLE_DIGEST, Scheduled
+from tests.airflow_instance import run_on_stack, table_digest
+from tests.scheduler.conftest import FAULT_DAY, REFUSED_CUSTOMER, REFUSED_DAY, Scheduled
 
 pytestmark = [pytest.mark.scheduler, pytest.mark.timeout(1800)]
 
@@ -99,7 +99,7 @@ def test_fleet_repairs_the_drifted_customers_retries_a_failed_day_and_never_dele
         database = {"alaska-air": "alaska_air_us_east_1", "horizon-air": "horizon_air_us_west_2"}
         args = (repair["customer"], database[repair["customer"]], repair["start_date"], repair["end_date"])
         assert run_on_stack(s.airflow, ORACLE, *args) == [], repair
-    assert run_on_stack(s.airflow, TABLE_DIGEST, "sun_country_us_east_1") == s.refused_table_before
+    assert table_digest(s.airflow, "sun_country_us_east_1") == s.refused_table_before
 
 
 def test_two_runs_of_one_customer_never_interleave_while_another_customer_proceeds(scheduled: Scheduled):

@@ -10,13 +10,12 @@ The UI tests run only when asked for (``pytest -m ui tests/ui``, ``make test-ui`
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.airflow_instance import REPO, AirflowUnderTest, airflow_instance, seed_small
+from tests.airflow_instance import REPO, AirflowUnderTest, airflow_instance, seed_small, skip_unless_selected
 
 ARTIFACTS = REPO / "artifacts" / "ui"
 CHROMIUM_ARGS = [
@@ -35,13 +34,9 @@ INSTALL_HINT = (
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    markexpr = config.getoption("markexpr") or ""
-    if re.search(r"(?<!not )\bui\b", markexpr):
-        return
-    skip = pytest.mark.skip(reason="browser test: run it with `pytest -m ui tests/ui` (make test-ui)")
-    for item in items:
-        if item.get_closest_marker("ui"):
-            item.add_marker(skip)
+    skip_unless_selected(
+        config, items, "ui", "browser test: run it with `pytest -m ui tests/ui` (make test-ui)"
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,15 +1,12 @@
-"""What the browser tests share: waits tied to states, the login, the REST reads, a ClickHouse snapshot.
+"""What the browser tests share: waits tied to states, the login, the REST reads.
 
 Nothing here imports label_backfill or chdb into the test process (chdb allows one process per data
 directory: while Airflow runs, its task processes take turns per call through label_backfill.chdb_lock).
-``clickhouse_snapshot`` reads ClickHouse in a subprocess, through the same lock.
+ClickHouse is read in a subprocess, through the same lock (``tests.airflow_instance.table_digest``).
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -89,26 +86,3 @@ def scheduler_saw(airflow_ui: Any, task_id: str, run_id: str, state: str) -> boo
         "TaskInstance Finished:" in line and key in line and f", state={state}, " in line
         for line in log.read_text(errors="replace").splitlines()
     )
-
-
-def clickhouse_snapshot(airflow_ui: Any, database: str) -> dict[str, Any]:
-    """Every row of ``<database>.conversation_with_labels`` (labeled_at included) as a count and a SHA-256,
-    read in a subprocess through the chdb lock (``Stack.clickhouse_client``), which the tasks take per call."""
-    code = (
-        "import hashlib, json, sys\n"
-        "from pathlib import Path\n"
-        "from label_backfill.dev.stack import Stack\n"
-        "rows = Stack(Path(sys.argv[1])).clickhouse_client().query(\n"
-        "    f'SELECT * FROM {sys.argv[2]}.conversation_with_labels ORDER BY ALL').result_rows\n"
-        "print(json.dumps({'rows': len(rows), 'sha256': hashlib.sha256(repr(rows).encode()).hexdigest()}))\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, airflow_ui.env["LABEL_BACKFILL_LOCAL_DIR"], database],
-        env=airflow_ui.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, f"ClickHouse snapshot failed:\n{proc.stderr[-3000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])

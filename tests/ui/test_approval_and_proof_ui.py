@@ -24,12 +24,12 @@ from typing import Any
 
 import pytest
 
+from tests.airflow_instance import table_digest
 from tests.helpers import report_name
 from tests.ui.helpers import (
     OPEN_DIALOG,
     UI_TIMEOUT_MS,
     Shots,
-    clickhouse_snapshot,
     login,
     q,
     scheduler_saw,
@@ -245,7 +245,7 @@ def test_reject_in_the_ui_leaves_clickhouse_unchanged_and_the_run_rejected(ui):
 
     started, page = time.monotonic(), ui.page
     customer, first, last, database = REJECTED
-    before = clickhouse_snapshot(ui.airflow, database)  # no task runs now: the previous run has ended
+    before = table_digest(ui.airflow, database, timeout=120)  # no task runs now: the previous run has ended
     run_id = trigger_backfill_with_approval(ui, customer, first, last)
     answer_on_the_run_page(ui, run_id, "Reject")
     ui.wait_state(BACKFILL, run_id, "failed", 360)
@@ -256,7 +256,7 @@ def test_reject_in_the_ui_leaves_clickhouse_unchanged_and_the_run_rejected(ui):
         "wait_for_mutations": "skipped",
     }, tasks
     assert tasks["verify"]["state"] == "failed"
-    after = clickhouse_snapshot(ui.airflow, database)
+    after = table_digest(ui.airflow, database, timeout=120)
     assert after == before, f"ClickHouse changed after a rejection: {before} -> {after}"
 
     verdict = tasks["verify"]["rendered_map_index"]
